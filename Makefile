@@ -1,0 +1,68 @@
+# imagecatcher: the two commands a newcomer needs are `make run` and `make test`.
+# Both do all their own set-up on a fresh Debian machine (run the test target as root
+# there, so that it can apt-get what is missing).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HTTP_ENDPOINT ?= tcp:5001:interface=127.0.0.1
+TCP_ENDPOINT ?= tcp:5002:interface=127.0.0.1
+
+# Old database targets (CONTRACT §10.3); override with `make -e`.
+IMAGECAPTURE_DBHOST ?= localhost
+IMAGECAPTURE_DBPORT ?= 3306
+IMAGECAPTURE_DB ?= image_capture
+IMAGECAPTURE_USER ?= image_capture
+IMAGECAPTURE_PASS ?= image_capture
+DB_FLAGS = -dbhost $(IMAGECAPTURE_DBHOST):$(IMAGECAPTURE_DBPORT) -dbname $(IMAGECAPTURE_DB) \
+           -dbuser $(IMAGECAPTURE_USER) -dbpass $(IMAGECAPTURE_PASS)
+
+.PHONY: run test os-deps venv install init-db reset-db drop-db upgrade-db downgrade-db clean
+
+# Debian packages the tests need: a MariaDB server (started privately by the tests),
+# venv support for the system Python.
+os-deps:
+	@missing=""; \
+	command -v mariadbd >/dev/null || missing="$$missing mariadb-server"; \
+	command -v mariadb-install-db >/dev/null || missing="$$missing mariadb-server"; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+
+install: venv
+	$(BIN)/pip install -q .
+	$(BIN)/python -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
+
+# Run the daemon on the embedded defaults: SQLite under var/, tile bytes under var/objects/.
+run: install
+	mkdir -p var/objects var/spool
+	$(BIN)/imagecatcher-tools --config config.json db-init
+	$(BIN)/twistd --nodaemon --pidfile= imagecatcher --config config.json \
+	  --httpserver $(HTTP_ENDPOINT) --tcpserver $(TCP_ENDPOINT)
+
+# The whole suite: lint, types, import layers, unit and integration tests (MariaDB + SQLite).
+test: os-deps venv
+	$(BIN)/pip install -q tox
+	$(BIN)/tox run -e lint,mypy,imports,py
+
+init-db: install
+	$(BIN)/imagecatcher-tools $(DB_FLAGS) -tool db-init
+reset-db: install
+	$(BIN)/imagecatcher-tools $(DB_FLAGS) -tool db-reset
+upgrade-db: install
+	$(BIN)/imagecatcher-tools $(DB_FLAGS) -tool db-upgrade
+downgrade-db: install
+	$(BIN)/imagecatcher-tools $(DB_FLAGS) -tool db-downgrade
+
+clean:
+	rm -rf $(VENV) .tox build *.egg-info var

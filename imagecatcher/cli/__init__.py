@@ -1,0 +1,1 @@
+"""Companion command lines: the old server command line, tools, client."""

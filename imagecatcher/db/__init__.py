@@ -1,0 +1,1 @@
+"""Database adapter: connection pools, dialects, every SQL statement, migrations."""

@@ -1,0 +1,191 @@
+"""The raw TCP tile server (CONTRACT §3): framing and in-order responses.
+
+:class:`FrameReceiver` cuts the byte stream into frames without re-joining
+its buffer per chunk (a tile of 20 MiB arriving in 64 KiB reads costs one
+join).  :class:`TileProtocol` answers frames strictly in order: while a
+frame is being handled the transport is paused, so a rig that sends ahead
+is held back by TCP flow control rather than by our memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol as TypingProtocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from imagecatcher.domain import QueueColour
+from imagecatcher.protocol import (
+    PREFIX,
+    BadMessage,
+    TileRequest,
+    TileResponse,
+    decode_request,
+    encode_response,
+)
+
+log = Logger()
+
+#: Room for the FlatBuffers fields around the image in a request frame.
+FRAME_OVERHEAD = 4096
+
+
+class TileHandler(TypingProtocol):
+    """Captures one decoded tile request and says how it went."""
+
+    async def capture(self, request: TileRequest) -> TileResponse:
+        """Store the tile; return the response to send."""
+
+
+class FrameReceiver(Protocol):
+    """Delivers each length-prefixed frame whole to :meth:`frame_received`."""
+
+    max_frame = 64 * 1024 * 1024 + FRAME_OVERHEAD
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._need = PREFIX.size
+        self._in_body = False
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered < self._need:
+            return  # a tile trickling in costs no copies
+        buf = b"".join(self._chunks)
+        offset = 0
+        while len(buf) - offset >= self._need:
+            if not self._in_body:
+                (length,) = PREFIX.unpack_from(buf, offset)
+                offset += PREFIX.size
+                if length > self.max_frame:
+                    self._chunks, self._buffered = [], 0
+                    self.frame_too_long(length)
+                    return
+                self._need, self._in_body = length, True
+            else:
+                body = buf[offset : offset + self._need]
+                offset += self._need
+                self._need, self._in_body = PREFIX.size, False
+                self.frame_received(body)
+        rest = buf[offset:]
+        self._chunks, self._buffered = ([rest] if rest else []), len(rest)
+
+    @property
+    def partial_bytes(self) -> int:
+        """Bytes of an incomplete frame (prefix included) still buffered."""
+        return self._buffered + (PREFIX.size if self._in_body else 0)
+
+    def frame_received(self, frame: bytes) -> None:
+        """Handle one complete frame."""
+        raise NotImplementedError
+
+    def frame_too_long(self, length: int) -> None:
+        """The announced length exceeds :attr:`max_frame`."""
+        raise NotImplementedError
+
+
+def _failure_response(acq_id: int) -> TileResponse:
+    # Q5: a failure reports the system status RED; the queue fields stay green
+    # because nothing is known about the queues here.
+    return TileResponse(acq_id=acq_id, status=1, system_status=int(QueueColour.RED))
+
+
+class TileProtocol(FrameReceiver, TimeoutMixin):
+    """One rig connection: frames in, responses out, in order."""
+
+    def __init__(self, handler: TileHandler, idle_timeout: float) -> None:
+        super().__init__()
+        self._handler = handler
+        self._idle_timeout = idle_timeout
+        self._queue: list[bytes] = []
+        self._busy = False
+        self._peer: IAddress | None = None
+
+    def connectionMade(self) -> None:  # noqa: N802
+        self._peer = self.transport.getPeer()  # type: ignore[union-attr]
+        self.setTimeout(self._idle_timeout or None)
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.resetTimeout()
+        super().dataReceived(data)
+
+    def frame_received(self, frame: bytes) -> None:
+        self._queue.append(frame)
+        if not self._busy:
+            self._next()
+
+    def frame_too_long(self, length: int) -> None:
+        log.warn(
+            "closing {peer}: frame of {length} bytes exceeds {limit}",
+            peer=self._peer,
+            length=length,
+            limit=self.max_frame,
+        )
+        # The frame boundary is lost: answer once, then close.
+        self._send(_failure_response(0))
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _next(self) -> None:
+        if not self._queue:
+            self._busy = False
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+            return
+        self._busy = True
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        frame = self._queue.pop(0)
+        d = Deferred.fromCoroutine(self._handle(frame))
+        d.addErrback(self._unexpected)
+        d.addCallback(lambda _: self._next())
+
+    async def _handle(self, frame: bytes) -> None:
+        try:
+            request = decode_request(frame)
+        except BadMessage as e:
+            log.warn("bad frame from {peer}: {reason}", peer=self._peer, reason=e)
+            self._send(_failure_response(0))
+            return
+        response = await self._handler.capture(request)
+        self._send(response)
+
+    def _unexpected(self, failure: Failure) -> None:
+        log.failure("unexpected error handling a tile from {peer}", failure, peer=self._peer)
+        self._send(_failure_response(0))
+
+    def _send(self, response: TileResponse) -> None:
+        if self.transport is None or self.transport.disconnecting:  # type: ignore[attr-defined]
+            return
+        message = encode_response(response)
+        self.transport.write(PREFIX.pack(len(message)) + message)
+
+    def timeoutConnection(self) -> None:  # noqa: N802
+        log.info("closing idle connection from {peer}", peer=self._peer)
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: N802, B008
+        self.setTimeout(None)
+        if self.partial_bytes:
+            log.info(
+                "{peer} left mid-frame; dropped {n} bytes",
+                peer=self._peer,
+                n=self.partial_bytes,
+            )
+        self._queue.clear()
+
+
+class TileFactory(Factory):
+    """Builds a :class:`TileProtocol` per connection."""
+
+    def __init__(self, handler: TileHandler, idle_timeout: float = 300.0) -> None:
+        self._handler = handler
+        self._idle_timeout = idle_timeout
+
+    def buildProtocol(self, addr: Any) -> TileProtocol:  # noqa: N802
+        proto = TileProtocol(self._handler, self._idle_timeout)
+        proto.factory = self
+        return proto

@@ -1,0 +1,29 @@
+-- Drops every table created by schema.sql, children first.
+
+DROP TABLE IF EXISTS gomigrate;
+DROP TABLE IF EXISTS calibrations;
+DROP TABLE IF EXISTS ancillary_files;
+DROP TABLE IF EXISTS ancillary_file_types;
+DROP TABLE IF EXISTS roi_images;
+DROP TABLE IF EXISTS acq_time_rois;
+DROP TABLE IF EXISTS image_mosaic_rois;
+DROP TABLE IF EXISTS tem_camera_images;
+DROP TABLE IF EXISTS file_object_fs_replicas;
+DROP TABLE IF EXISTS file_objects;
+DROP TABLE IF EXISTS tem_camera_image_mosaics;
+DROP TABLE IF EXISTS ini_files_denorm;
+DROP TABLE IF EXISTS tem_camera_configurations;
+DROP TABLE IF EXISTS tem_pc_ip_addresses;
+DROP TABLE IF EXISTS temcas;
+DROP TABLE IF EXISTS path_prefixes;
+DROP TABLE IF EXISTS data_source_types;
+DROP TABLE IF EXISTS tem_cameras;
+DROP TABLE IF EXISTS tem_camera_types;
+DROP TABLE IF EXISTS tem_camera_manufacturers;
+DROP TABLE IF EXISTS tem_scintillators;
+DROP TABLE IF EXISTS tem_scintillator_types;
+DROP TABLE IF EXISTS tem_scintillator_manufacturers;
+DROP TABLE IF EXISTS temca_types;
+DROP TABLE IF EXISTS tems;
+DROP TABLE IF EXISTS tem_manufacturers;
+DROP TABLE IF EXISTS people;
