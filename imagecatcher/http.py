@@ -89,13 +89,19 @@ def set_queue_headers(request: IRequest, status: QueueStatus) -> None:
 def _plain(request: IRequest, status: int, message: str) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-    return (message + "\n").encode("utf-8")
+    return _sized(request, (message + "\n").encode("utf-8"))
 
 
 def _json(request: IRequest, status: int, body: object) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
-    return json.dumps(body).encode("utf-8")
+    return _sized(request, json.dumps(body).encode("utf-8"))
+
+
+def _sized(request: IRequest, body: bytes) -> bytes:
+    # An explicit length spares small bodies the chunked encoding.
+    request.setHeader(b"content-length", str(len(body)).encode("ascii"))
+    return body
 
 
 class CatcherAPI:
@@ -141,7 +147,7 @@ class CatcherAPI:
             return _plain(request, 500, message)
         set_queue_headers(request, self._queue_status())
         request.setResponseCode(200)
-        return b""
+        return _sized(request, b"")
 
     @router.handle_errors(NotFound)
     def _not_found(self, request: IRequest, failure: Failure) -> bytes:

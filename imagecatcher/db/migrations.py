@@ -83,7 +83,7 @@ def load_migrations(directory: Path | Traversable | None = None) -> list[Migrati
 def _init_script(name: str) -> list[str]:
     # Schema, seed and drop scripts always come with the package; a directory
     # given on the command line (the old -migrations_dir) holds migrations only.
-    script = default_sql_dir().joinpath("init", name)
+    script = default_sql_dir().joinpath("init").joinpath(name)
     return split_statements(script.read_text(encoding="utf-8"))
 
 
