@@ -8,8 +8,10 @@ for JSON routes, plain text for ``ping`` and the content routes (§1.0).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from klein import Klein
 from twisted.internet import defer
@@ -21,7 +23,6 @@ from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
-from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import QueueStatus
@@ -45,7 +46,7 @@ class QueueHeaders(Headers):
         super().__init__()
         self.spaced: list[tuple[bytes, bytes]] = []
 
-    def getAllRawHeaders(self) -> Iterator[tuple[bytes, list[bytes]]]:  # noqa: N802
+    def getAllRawHeaders(self) -> Iterator[tuple[bytes, Sequence[bytes]]]:
         yield from super().getAllRawHeaders()
         for name, value in self.spaced:
             yield name, [value]

@@ -31,7 +31,7 @@ class _OnStop(Service):
     def __init__(self, fn: Callable[[], object]) -> None:
         self._fn = fn
 
-    def stopService(self) -> None:  # noqa: N802
+    def stopService(self) -> None:
         super().stopService()
         self._fn()
 
@@ -42,11 +42,11 @@ class _ThreadPoolService(Service):
     def __init__(self, pool: ThreadPool) -> None:
         self._pool = pool
 
-    def startService(self) -> None:  # noqa: N802
+    def startService(self) -> None:
         super().startService()
         self._pool.start()
 
-    def stopService(self) -> None:  # noqa: N802
+    def stopService(self) -> None:
         super().stopService()
         self._pool.stop()
 
@@ -71,12 +71,14 @@ class _Listener(StreamServerEndpointService):
     """An endpoint service that aborts start-up on a failed bind (like
     ``strports.service``) and applies SO_RCVBUF to the listening socket."""
 
-    def __init__(self, reactor: Any, description: str, factory: Any, rcvbuf: int) -> None:
+    def __init__(
+        self, reactor: Any, description: str, factory: Any, rcvbuf: int
+    ) -> None:
         super().__init__(serverFromString(reactor, description), factory)
         self._raiseSynchronously = True
         self._rcvbuf = rcvbuf
 
-    def privilegedStartService(self) -> None:  # noqa: N802
+    def privilegedStartService(self) -> None:
         super().privilegedStartService()
         if self._rcvbuf > 0 and self._waitingForPort is not None:
             self._waitingForPort.addCallback(self._apply_rcvbuf)
@@ -104,7 +106,7 @@ def build_service(config: Config, reactor: Any) -> IService:
         site = Site(CatcherAPI(repo, store, reactor).resource())
         site.requestFactory = CatcherRequest
         if config.disable_so_keep_alive:
-            site.protocol = NoKeepAliveChannel
+            site.protocol = NoKeepAliveChannel  # type: ignore[method-assign,assignment]
         _Listener(
             reactor, config.http_endpoint, site, config.so_receive_bufsize
         ).setServiceParent(root)

@@ -32,7 +32,7 @@ class Options(usage.Options):
             p.strip() for p in value.split(",") if p.strip()
         )
 
-    def postOptions(self) -> None:  # noqa: N802
+    def postOptions(self) -> None:
         try:
             config = Config.load(
                 [Path(p) for p in self.get("config", [])],
@@ -47,7 +47,7 @@ class Options(usage.Options):
         self["parsed"] = config
 
 
-def makeService(options: Options) -> IService:  # noqa: N802
+def makeService(options: Options) -> IService:
     """Build the daemon's service tree on the global reactor."""
     from twisted.internet import reactor
 

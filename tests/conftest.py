@@ -69,7 +69,9 @@ def _find(*names: str) -> str:
         path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
         if path:
             return path
-    raise RuntimeError(f"none of {names} is installed (make test installs mariadb-server)")
+    raise RuntimeError(
+        f"none of {names} is installed (make test installs mariadb-server)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -79,18 +81,35 @@ def mariadb() -> Iterator[MariaDB]:
     datadir, sock, port = base / "data", str(base / "mysqld.sock"), free_port()
     user = ["--user=root"] if os.geteuid() == 0 else []
     subprocess.run(
-        [_find("mariadb-install-db", "mysql_install_db"), "--no-defaults",
-         f"--datadir={datadir}", "--auth-root-authentication-method=socket",
-         "--skip-test-db", *user],
-        check=True, capture_output=True,
+        [
+            _find("mariadb-install-db", "mysql_install_db"),
+            "--no-defaults",
+            f"--datadir={datadir}",
+            "--auth-root-authentication-method=socket",
+            "--skip-test-db",
+            *user,
+        ],
+        check=True,
+        capture_output=True,
     )
     proc = subprocess.Popen(
-        [_find("mariadbd", "mysqld"), "--no-defaults", f"--datadir={datadir}",
-         f"--socket={sock}", f"--port={port}", "--bind-address=127.0.0.1",
-         f"--pid-file={base / 'mysqld.pid'}", "--skip-log-bin",
-         "--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=2",
-         "--character-set-server=utf8mb4", "--max-connections=500", *user],
-        stdout=subprocess.DEVNULL, stderr=open(base / "error.log", "wb"),
+        [
+            _find("mariadbd", "mysqld"),
+            "--no-defaults",
+            f"--datadir={datadir}",
+            f"--socket={sock}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            f"--pid-file={base / 'mysqld.pid'}",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=128M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--character-set-server=utf8mb4",
+            "--max-connections=500",
+            *user,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(base / "error.log", "wb"),
     )
     server = MariaDB("127.0.0.1", port, sock)
     deadline = time.monotonic() + 60
@@ -101,7 +120,8 @@ def mariadb() -> Iterator[MariaDB]:
         except pymysql.MySQLError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
-                    "mariadbd did not start: " + (base / "error.log").read_text()[-2000:]
+                    "mariadbd did not start: "
+                    + (base / "error.log").read_text()[-2000:]
                 ) from None
             time.sleep(0.2)
     with conn.cursor() as cur:

@@ -11,7 +11,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-ACTIONS = ("send-acq-log", "send-rois", "create-rois", "send-tile", "send-acq", "end-acq")
+ACTIONS = (
+    "send-acq-log",
+    "send-rois",
+    "create-rois",
+    "send-tile",
+    "send-acq",
+    "end-acq",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -19,5 +26,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="imagecatcher-client", allow_abbrev=False)
     p.add_argument("-action", "--action", choices=ACTIONS, default="send-tile")
     args, _rest = p.parse_known_args(argv)
-    print(f"imagecatcher-client: action {args.action} is not implemented yet", file=sys.stderr)
+    print(
+        f"imagecatcher-client: action {args.action} is not implemented yet",
+        file=sys.stderr,
+    )
     sys.exit(2)

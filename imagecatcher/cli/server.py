@@ -21,21 +21,44 @@ def _parser() -> argparse.ArgumentParser:
         description="Capture TEMCA tiles over HTTP and raw TCP (old command line).",
         allow_abbrev=False,
     )
-    p.add_argument("-config", action="append", default=[], metavar="FILES",
-                   help="configuration file(s); repeatable and comma-separated (required)")
-    p.add_argument("-httpserver", default="", metavar="ADDR",
-                   help="HTTP listen address, e.g. :5001; empty = no HTTP server")
-    p.add_argument("-tcpserver", default="", metavar="ADDR",
-                   help="raw TCP listen address, e.g. :5002; empty = no TCP server")
+    p.add_argument(
+        "-config",
+        action="append",
+        default=[],
+        metavar="FILES",
+        help="configuration file(s); repeatable and comma-separated (required)",
+    )
+    p.add_argument(
+        "-httpserver",
+        default="",
+        metavar="ADDR",
+        help="HTTP listen address, e.g. :5001; empty = no HTTP server",
+    )
+    p.add_argument(
+        "-tcpserver",
+        default="",
+        metavar="ADDR",
+        help="raw TCP listen address, e.g. :5002; empty = no TCP server",
+    )
     p.add_argument("-cpuprofile", metavar="FILE", help="write a cProfile profile here")
     p.add_argument("-logtostderr", action="store_true", help="log to standard error")
     p.add_argument("-alsologtostderr", action="store_true", help="same as -logtostderr")
-    p.add_argument("-log_dir", metavar="DIR",
-                   help="write imagecatcher.log in DIR (created if missing)")
+    p.add_argument(
+        "-log_dir",
+        metavar="DIR",
+        help="write imagecatcher.log in DIR (created if missing)",
+    )
     p.add_argument("-v", type=int, default=0, help="accepted for compatibility")
-    for ignored in ("-memprofile", "-tracefile", "-stderrthreshold", "-vmodule",
-                    "-log_backtrace_at"):
-        p.add_argument(ignored, metavar="VALUE", help="accepted for compatibility; ignored")
+    for ignored in (
+        "-memprofile",
+        "-tracefile",
+        "-stderrthreshold",
+        "-vmodule",
+        "-log_backtrace_at",
+    ):
+        p.add_argument(
+            ignored, metavar="VALUE", help="accepted for compatibility; ignored"
+        )
     return p
 
 

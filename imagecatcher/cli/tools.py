@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 
@@ -58,34 +59,49 @@ def _parser() -> argparse.ArgumentParser:
         help="configuration file(s) for the database keys; repeatable and"
         " comma-separated (default: ./config.json)",
     )
-    p.add_argument("--to", type=int, metavar="N", help="db-upgrade/db-downgrade target id")
+    p.add_argument(
+        "--to", type=int, metavar="N", help="db-upgrade/db-downgrade target id"
+    )
     p.add_argument(
         "--calibration", "-calibration", metavar="FILE", help="calibration JSON file"
     )
     p.add_argument(
-        "--mask_root", "--mask-root", "-mask_root", default="", metavar="URL",
+        "--mask_root",
+        "--mask-root",
+        "-mask_root",
+        default="",
+        metavar="URL",
         help="mask URL root for import-calibration",
     )
     p.add_argument(
-        "--migrations-dir", "-migrations_dir", metavar="DIR",
+        "--migrations-dir",
+        "-migrations_dir",
+        metavar="DIR",
         help="migrations directory (default: the sql/ files shipped with the package)",
     )
     old = p.add_argument_group("old command line (MySQL)")
-    old.add_argument("-tool", metavar="NAME", help="db-upgrade, db-downgrade, import-calibration")
+    old.add_argument(
+        "-tool", metavar="NAME", help="db-upgrade, db-downgrade, import-calibration"
+    )
     old.add_argument("-dbhost", metavar="HOST:PORT")
     old.add_argument("-dbname")
     old.add_argument("-dbuser")
     old.add_argument("-dbpass")
-    old.add_argument("-n", type=int, default=1, help="repeat db-upgrade/db-downgrade N times")
+    old.add_argument(
+        "-n", type=int, default=1, help="repeat db-upgrade/db-downgrade N times"
+    )
     return p
 
 
 def _config(args: argparse.Namespace) -> Config:
     old_db = any(
-        v is not None for v in (args.tool, args.dbhost, args.dbname, args.dbuser, args.dbpass)
+        v is not None
+        for v in (args.tool, args.dbhost, args.dbname, args.dbuser, args.dbpass)
     )
     if args.config:
-        paths = [Path(p.strip()) for v in args.config for p in v.split(",") if p.strip()]
+        paths = [
+            Path(p.strip()) for v in args.config for p in v.split(",") if p.strip()
+        ]
         config = Config.load(paths)
     elif old_db:
         config = Config(
@@ -120,7 +136,9 @@ async def _run(reactor: Any, args: argparse.Namespace, command: str) -> None:
     try:
         if command == "db-init":
             applied = await migrator.init()
-            print(f"Database initialised; migrations applied: {applied or 'none pending'}")
+            print(
+                f"Database initialised; migrations applied: {applied or 'none pending'}"
+            )
         elif command == "db-reset":
             applied = await migrator.reset()
             print(f"Database reset; migrations applied: {applied or 'none pending'}")

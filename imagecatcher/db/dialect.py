@@ -64,7 +64,9 @@ MySQLDialect = Dialect
 _AUTO_PK = re.compile(
     r"\b(?:BIG)?INT(?:EGER)?\s+NOT\s+NULL\s+AUTO_INCREMENT\s+PRIMARY\s+KEY\b", re.I
 )
-_TABLE_OPTIONS = re.compile(r"\)\s*ENGINE\s*=\s*\w+(?:\s+DEFAULT\s+CHARSET\s*=\s*\w+)?", re.I)
+_TABLE_OPTIONS = re.compile(
+    r"\)\s*ENGINE\s*=\s*\w+(?:\s+DEFAULT\s+CHARSET\s*=\s*\w+)?", re.I
+)
 _DROP_INDEX_ON = re.compile(r"\bDROP\s+INDEX\s+(\w+)\s+ON\s+\w+", re.I)
 _FOR_UPDATE = re.compile(r"\s+FOR\s+UPDATE(?:\s+SKIP\s+LOCKED)?\b", re.I)
 

@@ -55,9 +55,7 @@ class Database:
             log.warn("database connection lost; retrying {fn}", fn=fn.__name__)
             return await self.run(fn, *args)
 
-    def _interaction(
-        self, txn: Any, fn: Callable[..., T], args: tuple[Any, ...]
-    ) -> T:
+    def _interaction(self, txn: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         cursor = self.dialect.wrap(txn)
         self.dialect.begin(cursor)
         return fn(cursor, *args)

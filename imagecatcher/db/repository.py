@@ -144,7 +144,9 @@ class Repository:
 
     async def tables(self) -> set[str]:
         """Names of the tables in the database."""
-        return await self._db.run_idempotent(_list_tables, self._db.dialect.list_tables_sql())
+        return await self._db.run_idempotent(
+            _list_tables, self._db.dialect.list_tables_sql()
+        )
 
     async def run_script(self, statements: Sequence[str]) -> None:
         """Run SQL statements (a schema or seed file) in one interaction."""
@@ -155,7 +157,9 @@ class Repository:
         await self._db.run(_ensure_gomigrate)
         return await self._db.run(_applied_migrations)
 
-    async def apply_migration(self, migration_id: int, statements: Sequence[str]) -> None:
+    async def apply_migration(
+        self, migration_id: int, statements: Sequence[str]
+    ) -> None:
         """Run an up script and record its id, in one transaction."""
         await self._db.run(_apply_migration, migration_id, statements)
 
@@ -165,12 +169,17 @@ class Repository:
         """Run a down script and forget its id, in one transaction."""
         await self._db.run(_revert_migration, migration_id, statements)
 
-    async def import_calibrations(self, calibrations: Sequence[Calibration]) -> list[int]:
+    async def import_calibrations(
+        self, calibrations: Sequence[Calibration]
+    ) -> list[int]:
         """Insert or update calibrations and link camera configurations (§7.5)."""
         return await self._db.run(_import_calibrations, calibrations)
 
     async def set_mask_url(self, mask_root: str, cal: Calibration) -> None:
         """Point the calibration's camera configuration at its mask image."""
         await self._db.run(
-            _set_mask_url, cal.temca, cal.camera, mask_url(mask_root, cal.temca, cal.camera)
+            _set_mask_url,
+            cal.temca,
+            cal.camera,
+            mask_url(mask_root, cal.temca, cal.camera),
         )

@@ -24,7 +24,9 @@ def store_path_from_url(url: str) -> Path:
     if url.startswith("file://"):
         path = url[len("file://") :]
         if not path.startswith("/"):
-            raise StoreError(f"file URL {url!r} must name an absolute path (file:///dir)")
+            raise StoreError(
+                f"file URL {url!r} must name an absolute path (file:///dir)"
+            )
         return Path(path)
     return Path(url[len("file:") :])
 

@@ -43,15 +43,22 @@ def write_config(directory: Path, config: Config, **extra: Any) -> Path:
     return path
 
 
-def run_tool(args: Sequence[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_tool(
+    args: Sequence[str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run imagecatcher-tools and capture its output."""
     return subprocess.run(
         [script("imagecatcher-tools"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
-def http_get(port: int, path: str, timeout: float = 5) -> tuple[int, list[tuple[str, str]], bytes]:
+def http_get(
+    port: int, path: str, timeout: float = 5
+) -> tuple[int, list[tuple[str, str]], bytes]:
     """A minimal raw HTTP/1.1 GET (header names may contain spaces)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(
@@ -90,7 +97,9 @@ def running(
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"no ping 200 in {timeout}s: {(cwd / 'daemon.log').read_text()}")
+                raise AssertionError(
+                    f"no ping 200 in {timeout}s: {(cwd / 'daemon.log').read_text()}"
+                )
             time.sleep(0.1)
         yield proc
     finally:
@@ -104,10 +113,18 @@ def running(
         log.close()
 
 
-def twistd_argv(config_path: Path, http_port: int | None, tcp_port: int | None) -> list[str]:
+def twistd_argv(
+    config_path: Path, http_port: int | None, tcp_port: int | None
+) -> list[str]:
     """``twistd -n imagecatcher`` on loopback ports."""
-    argv = [script("twistd"), "--nodaemon", "--pidfile=", "imagecatcher",
-            "--config", str(config_path)]
+    argv = [
+        script("twistd"),
+        "--nodaemon",
+        "--pidfile=",
+        "imagecatcher",
+        "--config",
+        str(config_path),
+    ]
     if http_port:
         argv += ["--httpserver", f"tcp:{http_port}:interface=127.0.0.1"]
     if tcp_port:
@@ -124,5 +141,13 @@ def ports() -> tuple[int, int]:
     return a, b
 
 
-__all__ = ["os", "http_get", "ports", "run_tool", "running", "script", "twistd_argv",
-           "write_config"]
+__all__ = [
+    "http_get",
+    "os",
+    "ports",
+    "run_tool",
+    "running",
+    "script",
+    "twistd_argv",
+    "write_config",
+]

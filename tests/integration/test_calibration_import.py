@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import pytest_twisted
 
@@ -16,8 +18,10 @@ from tests.conftest import FIXTURES
 CALIBRATION_FILE = FIXTURES / "141028_lens_correction_with_offset.json"
 
 
-async def _state(db: Database) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    def read(cur: Cursor) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+async def _state(
+    db: Database,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    def read(cur: Cursor) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         cur.execute(
             "SELECT calibration_id, calibration_name, date_generated FROM calibrations"
             " ORDER BY calibration_id"
@@ -35,10 +39,14 @@ async def _state(db: Database) -> tuple[list[tuple[object, ...]], list[tuple[obj
 
 
 @pytest_twisted.ensureDeferred
-async def test_import_links_configurations(database: Database, repo: Repository) -> None:
+async def test_import_links_configurations(
+    database: Database, repo: Repository
+) -> None:
     """The fixture creates 12 calibrations and links configs 5-8, 17-20 and 26-29."""
     await Migrator(repo).init()
-    ids = await repo.import_calibrations(parse_calibrations(CALIBRATION_FILE.read_bytes()))
+    ids = await repo.import_calibrations(
+        parse_calibrations(CALIBRATION_FILE.read_bytes())
+    )
     assert len(ids) == 12
     cals, links = await _state(database)
     assert len(cals) == 12 and all(str(c[2]).startswith("2014-10-28") for c in cals)

@@ -54,14 +54,18 @@ def test_ping_reports_queue_headers(tmp_path: Path, engine_config: Config) -> No
     assert names["System-Status"] == "GREEN"
 
 
-def test_ping_fails_when_the_store_is_broken(tmp_path: Path, engine_config: Config) -> None:
+def test_ping_fails_when_the_store_is_broken(
+    tmp_path: Path, engine_config: Config
+) -> None:
     """Ping answers 500 in plain text when the store cannot write its probe."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_bytes(b"x")
     cfg = _init(tmp_path, engine_config, CONTENT_STORE_URL=f"file://{blocker}/objects")
     http_port, _ = ports()
     argv = twistd_argv(cfg, http_port, None)
-    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -117,17 +121,29 @@ def test_old_command_line(tmp_path: Path, engine_config: Config) -> None:
     """The old -config/-httpserver/-tcpserver/-logtostderr command line still works."""
     cfg = _init(tmp_path, engine_config)
     http_port, tcp_port = ports()
-    argv = [script("imagecatcher"), "-config", f"{cfg}, {cfg}", "-httpserver",
-            f"127.0.0.1:{http_port}", "-tcpserver", f"127.0.0.1:{tcp_port}",
-            "-logtostderr"]
+    argv = [
+        script("imagecatcher"),
+        "-config",
+        f"{cfg}, {cfg}",
+        "-httpserver",
+        f"127.0.0.1:{http_port}",
+        "-tcpserver",
+        f"127.0.0.1:{tcp_port}",
+        "-logtostderr",
+    ]
     with running(argv, tmp_path, http_port):
         assert http_get(http_port, "/service/v1/ping")[0] == 200
 
 
 def test_old_command_line_requires_config(tmp_path: Path) -> None:
     """Without -config the old command line prints its help and exits 1."""
-    result = subprocess.run([script("imagecatcher")], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [script("imagecatcher")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "-config" in result.stderr
 
 
@@ -136,8 +152,13 @@ def test_bad_config_value_names_the_key(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.json"
     cfg.write_text('{"DB_DRIVER": "sqlite", "WAIT_TIMEOUT": 5}')
     http_port, _ = ports()
-    result = subprocess.run(twistd_argv(cfg, http_port, None), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        twistd_argv(cfg, http_port, None),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "WAIT_TIMEOUT" in result.stderr + result.stdout
     assert str(cfg) in result.stderr + result.stdout
@@ -151,8 +172,13 @@ def test_invalid_json_and_unknown_driver(tmp_path: Path) -> None:
     driver = tmp_path / "b.json"
     driver.write_text('{"DB_DRIVER": "oracle"}')
     for cfg, expected in ((bad_json, "invalid JSON"), (driver, "DB_DRIVER")):
-        result = subprocess.run(twistd_argv(cfg, http_port, None), cwd=tmp_path,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            twistd_argv(cfg, http_port, None),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode != 0
         assert expected in result.stderr + result.stdout
 
@@ -164,8 +190,13 @@ def test_unreachable_database_stops_before_binding(tmp_path: Path) -> None:
     cfg.write_text(
         f'{{"DB_DRIVER": "mysql", "DB_HOST": "127.0.0.1:{db_port}", "DB_NAME": "x"}}'
     )
-    result = subprocess.run(twistd_argv(cfg, http_port, None), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        twistd_argv(cfg, http_port, None),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "cannot connect to MySQL" in result.stderr + result.stdout
     with socket.socket() as s:
@@ -175,18 +206,35 @@ def test_unreachable_database_stops_before_binding(tmp_path: Path) -> None:
 def test_missing_sqlite_database_says_how_to_create_it(tmp_path: Path) -> None:
     """A missing SQLite file stops start-up and names db-init."""
     cfg = tmp_path / "d.json"
-    cfg.write_text(f'{{"DB_DRIVER": "sqlite", "SQLITE_PATH": "{tmp_path / "no.sqlite"}"}}')
-    result = subprocess.run(twistd_argv(cfg, None, None), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    cfg.write_text(
+        f'{{"DB_DRIVER": "sqlite", "SQLITE_PATH": "{tmp_path / "no.sqlite"}"}}'
+    )
+    result = subprocess.run(
+        twistd_argv(cfg, None, None),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and "db-init" in result.stderr + result.stdout
 
 
 def test_twistd_lists_and_documents_the_plugin(tmp_path: Path) -> None:
     """twistd --help lists imagecatcher and its --help documents every option."""
-    listing = subprocess.run([script("twistd"), "--help"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=60)
+    listing = subprocess.run(
+        [script("twistd"), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "imagecatcher" in listing.stdout
-    helptext = subprocess.run([script("twistd"), "-n", "imagecatcher", "--help"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    helptext = subprocess.run(
+        [script("twistd"), "-n", "imagecatcher", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     for option in ("--config", "--httpserver", "--tcpserver"):
         assert option in helptext.stdout

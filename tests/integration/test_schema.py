@@ -10,28 +10,56 @@ from imagecatcher.db.pool import Database
 from imagecatcher.db.repository import Repository
 
 USED_TABLES = {
-    "ini_files_denorm", "tem_camera_image_mosaics", "tem_camera_images", "file_objects",
-    "file_object_fs_replicas", "image_mosaic_rois", "acq_time_rois", "roi_images",
-    "ancillary_files", "ancillary_file_types", "calibrations", "tem_camera_configurations",
-    "tem_pc_ip_addresses", "temcas", "gomigrate",
+    "ini_files_denorm",
+    "tem_camera_image_mosaics",
+    "tem_camera_images",
+    "file_objects",
+    "file_object_fs_replicas",
+    "image_mosaic_rois",
+    "acq_time_rois",
+    "roi_images",
+    "ancillary_files",
+    "ancillary_file_types",
+    "calibrations",
+    "tem_camera_configurations",
+    "tem_pc_ip_addresses",
+    "temcas",
+    "gomigrate",
 }
 REFERENCE_TABLES = {
-    "tem_manufacturers", "tems", "temca_types", "tem_scintillator_manufacturers",
-    "tem_scintillator_types", "tem_scintillators", "tem_camera_manufacturers",
-    "tem_camera_types", "tem_cameras", "people", "data_source_types", "path_prefixes",
+    "tem_manufacturers",
+    "tems",
+    "temca_types",
+    "tem_scintillator_manufacturers",
+    "tem_scintillator_types",
+    "tem_scintillators",
+    "tem_camera_manufacturers",
+    "tem_camera_types",
+    "tem_cameras",
+    "people",
+    "data_source_types",
+    "path_prefixes",
 }
 SEED_COUNTS = {
-    "people": 10, "tem_manufacturers": 1, "tem_scintillator_manufacturers": 2,
-    "temca_types": 2, "tem_camera_manufacturers": 2, "tems": 3,
-    "tem_scintillator_types": 2, "tem_camera_types": 2, "tem_cameras": 10,
-    "tem_pc_ip_addresses": 4, "tem_scintillators": 5, "temcas": 14,
+    "people": 10,
+    "tem_manufacturers": 1,
+    "tem_scintillator_manufacturers": 2,
+    "temca_types": 2,
+    "tem_camera_manufacturers": 2,
+    "tems": 3,
+    "tem_scintillator_types": 2,
+    "tem_camera_types": 2,
+    "tem_cameras": 10,
+    "tem_pc_ip_addresses": 4,
+    "tem_scintillators": 5,
+    "temcas": 14,
     "tem_camera_configurations": 35,
 }
 
 
 async def _count(db: Database, table: str) -> int:
     def count(cur: Cursor) -> int:
-        cur.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - fixed names
+        cur.execute(f"SELECT COUNT(*) FROM {table}")
         return int(cur.fetchone()[0])
 
     return await db.run(count)
@@ -39,7 +67,7 @@ async def _count(db: Database, table: str) -> int:
 
 async def _columns(db: Database, table: str) -> set[str]:
     def columns(cur: Cursor) -> set[str]:
-        cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")  # noqa: S608 - fixed names
+        cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
         cur.fetchall()
         return {d[0] for d in cur.description or ()}
 
@@ -47,7 +75,9 @@ async def _columns(db: Database, table: str) -> set[str]:
 
 
 @pytest_twisted.ensureDeferred
-async def test_init_creates_tables_and_seed(database: Database, repo: Repository) -> None:
+async def test_init_creates_tables_and_seed(
+    database: Database, repo: Repository
+) -> None:
     """db-init on an empty database creates §6.1 and §6.2a tables with the §6.3 seed rows."""
     migrator = Migrator(repo)
     applied = await migrator.init()
@@ -62,7 +92,9 @@ async def test_init_creates_tables_and_seed(database: Database, repo: Repository
 
 
 @pytest_twisted.ensureDeferred
-async def test_temca_windows_match_the_seed(database: Database, repo: Repository) -> None:
+async def test_temca_windows_match_the_seed(
+    database: Database, repo: Repository
+) -> None:
     """The seeded temca 2 owns camera configurations 26-29 for cameras 0-3."""
     await Migrator(repo).init()
 
@@ -115,7 +147,9 @@ async def test_init_twice_is_harmless(database: Database, repo: Repository) -> N
 
 
 @pytest_twisted.ensureDeferred
-async def test_old_gomigrate_rows_are_respected(database: Database, repo: Repository) -> None:
+async def test_old_gomigrate_rows_are_respected(
+    database: Database, repo: Repository
+) -> None:
     """A database migrated by the old tools (gomigrate rows 1, 2) gets nothing re-applied."""
     migrator = Migrator(repo)
     await migrator.init()
