@@ -66,12 +66,20 @@ def _as_list(value: Any) -> tuple[str, ...]:
         return (value,)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise TypeError(f"expected a string or an array of strings, got {json.dumps(value)}")
+    raise TypeError(
+        f"expected a string or an array of strings, got {json.dumps(value)}"
+    )
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
 }
 
 
@@ -312,4 +320,6 @@ def to_endpoint(address: str) -> str:
 
 
 #: Endpoint types Twisted ships; ``tcp:5001`` is never read as host "tcp".
-_ENDPOINT_TYPES = frozenset({"tcp", "tcp6", "ssl", "unix", "systemd", "le", "lets", "onion"})
+_ENDPOINT_TYPES = frozenset(
+    {"tcp", "tcp6", "ssl", "unix", "systemd", "le", "lets", "onion"}
+)

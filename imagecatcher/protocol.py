@@ -49,6 +49,12 @@ class TileResponse:
     content_queue_status: int = 0
 
 
+#: What the FlatBuffers runtime raises on a malformed buffer: struct.error for
+#: a read past the end, TypeError (from ``enforce_number``) for an offset that
+#: points before the start.
+_DECODE_ERRORS = (struct.error, IndexError, TypeError, ValueError)
+
+
 def _slot(index: int) -> int:
     return 4 + 2 * index  # vtable offset of the index-th field
 
@@ -89,9 +95,9 @@ def decode_request(buf: bytes | memoryview) -> TileRequest:
             checksum=bytes(r.vector(5)),
             image=r.vector(6),
         )
-    except (struct.error, IndexError, ValueError) as e:
-        if isinstance(e, BadMessage):
-            raise
+    except BadMessage:
+        raise
+    except _DECODE_ERRORS as e:
         raise BadMessage(f"malformed ImageTileRequest: {e}") from None
 
 
@@ -107,7 +113,7 @@ def decode_response(buf: bytes | memoryview) -> TileResponse:
             tile_queue_status=r.scalar(4, N.Int16Flags),
             content_queue_status=r.scalar(5, N.Int16Flags),
         )
-    except (struct.error, IndexError, ValueError) as e:
+    except _DECODE_ERRORS as e:
         raise BadMessage(f"malformed ImageTileResponse: {e}") from None
 
 

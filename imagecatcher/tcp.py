@@ -9,7 +9,8 @@ is held back by TCP flow control rather than by our memory.
 
 from __future__ import annotations
 
-from typing import Any, Protocol as TypingProtocol
+from typing import Any
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress
@@ -51,8 +52,11 @@ class FrameReceiver(Protocol):
         self._buffered = 0
         self._need = PREFIX.size
         self._in_body = False
+        self._boundary_lost = False
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:
+        if self._boundary_lost:
+            return  # after an over-long prefix nothing more can be framed
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered < self._need:
@@ -65,6 +69,7 @@ class FrameReceiver(Protocol):
                 offset += PREFIX.size
                 if length > self.max_frame:
                     self._chunks, self._buffered = [], 0
+                    self._boundary_lost = True
                     self.frame_too_long(length)
                     return
                 self._need, self._in_body = length, True
@@ -103,22 +108,21 @@ class TileProtocol(FrameReceiver, TimeoutMixin):
         super().__init__()
         self._handler = handler
         self._idle_timeout = idle_timeout
-        self._queue: list[bytes] = []
+        #: Frames waiting their turn; None marks an over-long frame (answer, close).
+        self._queue: list[bytes | None] = []
         self._busy = False
         self._peer: IAddress | None = None
 
-    def connectionMade(self) -> None:  # noqa: N802
+    def connectionMade(self) -> None:
         self._peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.setTimeout(self._idle_timeout or None)
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         super().dataReceived(data)
 
     def frame_received(self, frame: bytes) -> None:
-        self._queue.append(frame)
-        if not self._busy:
-            self._next()
+        self._enqueue(frame)
 
     def frame_too_long(self, length: int) -> None:
         log.warn(
@@ -127,21 +131,40 @@ class TileProtocol(FrameReceiver, TimeoutMixin):
             length=length,
             limit=self.max_frame,
         )
-        # The frame boundary is lost: answer once, then close.
-        self._send(_failure_response(0))
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        # The frame boundary is lost: answer once, after the frames before it
+        # (responses stay in order), then close.
+        self._enqueue(None)
+
+    def _enqueue(self, frame: bytes | None) -> None:
+        self._queue.append(frame)
+        if not self._busy:
+            self._next()
 
     def _next(self) -> None:
-        if not self._queue:
+        # A loop, not recursion: a backlog of frames answered synchronously
+        # (bad frames) must not exhaust the stack.  The transport is paused
+        # only while a handler is pending.
+        while self._queue:
+            frame = self._queue.pop(0)
+            if frame is None:
+                self._queue.clear()
+                self._send(_failure_response(0))
+                self.transport.loseConnection()  # type: ignore[union-attr]
+                return
+            d = Deferred.fromCoroutine(self._handle(frame))
+            d.addErrback(self._unexpected)
+            if not d.called:
+                if not self._busy:
+                    self._busy = True
+                    self.transport.pauseProducing()  # type: ignore[union-attr]
+                    self.setTimeout(None)  # a slow store is not an idle peer
+                d.addCallback(lambda _: self._next())
+                return
+        if self._busy:
             self._busy = False
             self.transport.resumeProducing()  # type: ignore[union-attr]
-            return
-        self._busy = True
-        self.transport.pauseProducing()  # type: ignore[union-attr]
-        frame = self._queue.pop(0)
-        d = Deferred.fromCoroutine(self._handle(frame))
-        d.addErrback(self._unexpected)
-        d.addCallback(lambda _: self._next())
+            if self.connected:
+                self.setTimeout(self._idle_timeout or None)
 
     async def _handle(self, frame: bytes) -> None:
         try:
@@ -150,11 +173,18 @@ class TileProtocol(FrameReceiver, TimeoutMixin):
             log.warn("bad frame from {peer}: {reason}", peer=self._peer, reason=e)
             self._send(_failure_response(0))
             return
-        response = await self._handler.capture(request)
+        try:
+            response = await self._handler.capture(request)
+        except Exception:
+            # §3.4: a decoded request's failure still carries its acqId.
+            log.failure("capturing a tile from {peer} failed", peer=self._peer)
+            response = _failure_response(request.acq_id)
         self._send(response)
 
     def _unexpected(self, failure: Failure) -> None:
-        log.failure("unexpected error handling a tile from {peer}", failure, peer=self._peer)
+        log.failure(
+            "unexpected error handling a tile from {peer}", failure, peer=self._peer
+        )
         self._send(_failure_response(0))
 
     def _send(self, response: TileResponse) -> None:
@@ -163,11 +193,11 @@ class TileProtocol(FrameReceiver, TimeoutMixin):
         message = encode_response(response)
         self.transport.write(PREFIX.pack(len(message)) + message)
 
-    def timeoutConnection(self) -> None:  # noqa: N802
+    def timeoutConnection(self) -> None:
         log.info("closing idle connection from {peer}", peer=self._peer)
         self.transport.abortConnection()  # type: ignore[union-attr]
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: N802, B008
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self.setTimeout(None)
         if self.partial_bytes:
             log.info(
@@ -175,7 +205,11 @@ class TileProtocol(FrameReceiver, TimeoutMixin):
                 peer=self._peer,
                 n=self.partial_bytes,
             )
+        # Release the partial frame too: a pending handler may keep this
+        # protocol alive for a while after the peer left.
         self._queue.clear()
+        self._chunks, self._buffered = [], 0
+        self._need, self._in_body = PREFIX.size, False
 
 
 class TileFactory(Factory):
@@ -185,7 +219,7 @@ class TileFactory(Factory):
         self._handler = handler
         self._idle_timeout = idle_timeout
 
-    def buildProtocol(self, addr: Any) -> TileProtocol:  # noqa: N802
+    def buildProtocol(self, addr: Any) -> TileProtocol:
         proto = TileProtocol(self._handler, self._idle_timeout)
         proto.factory = self
         return proto
