@@ -135,6 +135,8 @@ _SCHEMA: dict[str, _Kind] = {
     "S3_SECRET_ACCESS_KEY": _as_str,
     "S3_REGION": _as_str,
     "SPOOL_DIR": _as_str,
+    "MAX_TILE_BYTES": _as_int,
+    "TCP_IDLE_TIMEOUT": _as_int,
     "JFS_MONGO_URL": _as_list,
     "JFS_MONGO_USER": _as_str,
     "JFS_MONGO_PASSWORD": _as_str,
@@ -185,6 +187,8 @@ class Config:
     s3_secret_access_key: str = ""
     s3_region: str = "us-east-1"
     spool_dir: str = "var/spool"
+    max_tile_bytes: int = 64 * 1024 * 1024
+    tcp_idle_timeout: int = 300
     jfs_mongo_url: tuple[str, ...] = ()
     jfs_mongo_user: str = ""
     jfs_mongo_password: str = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 import attrs
 
@@ -46,3 +47,58 @@ class QueueStatus:
     def system(self) -> QueueColour:
         """The worse of the two."""
         return max(self.tile, self.content)
+
+
+@attrs.frozen
+class Acquisition:
+    """An acquisition as capture needs it: ids, temca and the JFS mapping keys."""
+
+    uid: int
+    acquisition_id: int
+    mosaic_id: int
+    temca_id: int | None
+    sample_name: str
+    project_name: str
+    project_owner: str
+    stack_name: str
+
+    def storage_context(self) -> dict[str, str]:
+        """The storage context of §5.3 (without checksum)."""
+        context = {"sample": self.sample_name}
+        for key, value in (
+            ("project", self.project_name),
+            ("owner", self.project_owner),
+            ("stack", self.stack_name),
+        ):
+            if value:
+                context[key] = value
+        return context
+
+    def collection(self, mapping: Mapping[str, str]) -> str:
+        """The JFS collection of §5.2: first mapped sample/project/owner, else owner."""
+        for key in (self.sample_name, self.project_name, self.project_owner):
+            if key and mapping.get(key):
+                return mapping[key]
+        return self.project_owner
+
+
+@attrs.frozen
+class TileRecord:
+    """A tile row as capture sees it, with its current content identity."""
+
+    tile_id: int
+    file_object_id: int
+    camera_configuration_id: int | None
+    camera: int | None
+    sha1: bytes | None
+    jfs_key: str
+
+    @property
+    def persisted(self) -> bool:
+        """Content is in the store ("persisted tile" of §6.1)."""
+        return bool(self.jfs_key)
+
+
+def jfs_path(uid: int, name: str) -> str:
+    """The storage path of an acquisition file (§5.3)."""
+    return f"/acquisitions/{uid}/{name}"

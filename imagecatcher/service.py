@@ -1,70 +1,94 @@
-"""Wiring: ``build_service(config, reactor)`` returns the daemon's service tree."""
+"""Wiring: ``build_service(config, reactor)`` returns the daemon's service tree.
+
+Children start in order and stop in reverse order, one after the other:
+the listeners stop accepting first, then the pipeline finishes (or spools)
+the tiles in flight, then the notifier, the HTTP client pool, the thread pool
+and the database pool close (Q42).
+"""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+from treq.client import HTTPClient
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Site
 
+from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.config import Config
 from imagecatcher.db.pool import open_database
 from imagecatcher.db.repository import Repository
 from imagecatcher.http import CatcherAPI, CatcherRequest, NoKeepAliveChannel
-from imagecatcher.protocol import TileRequest, TileResponse
-from imagecatcher.storage import ContentStore, StoreError
-from imagecatcher.storage.fs import FileStore, store_path_from_url
-from imagecatcher.tcp import TileFactory
+from imagecatcher.notify import MailSettings, Notifier
+from imagecatcher.pipeline import Pipeline, Stage
+from imagecatcher.spool import Spool
+from imagecatcher.storage.factory import open_store
+from imagecatcher.storage.s3 import S3Store
+from imagecatcher.tcp import FRAME_OVERHEAD, PipelineHandler, TileFactory
 
 log = Logger()
 
-
-class _OnStop(Service):
-    """A service whose only job is to call ``fn`` when the tree stops."""
-
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self._fn = fn
-
-    def stopService(self) -> None:
-        super().stopService()
-        self._fn()
+#: Longest wait for tiles in flight when the daemon stops.
+STOP_DEADLINE = 30.0
 
 
-class _ThreadPoolService(Service):
-    """Starts and stops a thread pool with the service tree."""
+class _Sequential(MultiService):
+    """Stops its children in reverse order, each after the previous finished."""
 
-    def __init__(self, pool: ThreadPool) -> None:
-        self._pool = pool
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        children = list(self)[::-1]
+
+        async def stop_all() -> None:
+            for child in children:
+                try:
+                    await maybeDeferred(child.stopService)
+                except Exception:
+                    log.failure("stopping {child}", child=child)
+
+        return Deferred.fromCoroutine(stop_all())
+
+
+class _Hooks(Service):
+    """Runs ``start`` when the tree starts and ``stop`` when it stops."""
+
+    def __init__(
+        self,
+        start: Callable[[], Awaitable[object]] | None = None,
+        stop: Callable[[], object] | None = None,
+    ) -> None:
+        self._start = start
+        self._stop = stop
 
     def startService(self) -> None:
         super().startService()
-        self._pool.start()
+        if self._start is not None:
+            d = Deferred.fromCoroutine(_awaited(self._start()))
+            d.addErrback(lambda f: log.failure("starting {svc}", f, svc=self))
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None] | None:
         super().stopService()
-        self._pool.stop()
+        if self._stop is None:
+            return None
+        result = self._stop()
+        if isinstance(result, Deferred):
+            return result
+        if hasattr(result, "__await__"):
+            return Deferred.fromCoroutine(_awaited(result))
+        return None
 
 
-class _NotCapturing:
-    """TCP handler used until tile capture is wired: every tile fails cleanly."""
-
-    async def capture(self, request: TileRequest) -> TileResponse:
-        log.warn("tile capture over TCP is not available in this version")
-        return TileResponse(acq_id=request.acq_id, status=1, system_status=2)
-
-
-def open_store(config: Config, reactor: Any, threadpool: ThreadPool) -> ContentStore:
-    """The content store named by ``CONTENT_STORE_URL``."""
-    url = config.content_store_url
-    if url.startswith("file:"):
-        return FileStore(store_path_from_url(url), reactor, threadpool)
-    raise StoreError(f"CONTENT_STORE_URL: {url!r}: this store is not available yet")
+async def _awaited(awaitable: Awaitable[object]) -> None:
+    await awaitable
 
 
 class _Listener(StreamServerEndpointService):
@@ -91,30 +115,102 @@ class _Listener(StreamServerEndpointService):
 
 
 def build_service(config: Config, reactor: Any) -> IService:
-    """Build the service tree: pools, the HTTP site and the TCP server."""
-    root = MultiService()
+    """Build the service tree: pools, store, pipeline, HTTP site, TCP server."""
+    root = _Sequential()
     for key in config.unknown_keys:
         log.warn("ignoring unknown configuration key {key}", key=key)
-    io_pool = ThreadPool(minthreads=1, maxthreads=4, name="imagecatcher-io")
     db = open_database(config, reactor)
-    # Children stop in reverse order, so the pools close after the servers.
-    _OnStop(db.close).setServiceParent(root)
-    _ThreadPoolService(io_pool).setServiceParent(root)
-    repo = Repository(db)
-    store = open_store(config, reactor, io_pool)
+    _Hooks(stop=db.close).setServiceParent(root)
+    # Hashing and file I/O of big buffers run here, never on the reactor thread.
+    threads = ThreadPool(minthreads=2, maxthreads=8, name="imagecatcher-io")
+    _Hooks(start=_started(threads.start), stop=threads.stop).setServiceParent(root)
+    http_pool = HTTPConnectionPool(reactor)
+    http_pool.maxPersistentPerHost = max(config.content_store_workers, 1) * 2
+    _Hooks(stop=http_pool.closeCachedConnections).setServiceParent(root)
+    client = HTTPClient(Agent(reactor, pool=http_pool))
+    notifier = Notifier(
+        MailSettings.from_config(config, config.http_endpoint, config.tcp_endpoint),
+        reactor,
+    )
+    _Hooks(stop=notifier.stop).setServiceParent(root)
+
+    repo = Repository(db, reactor)
+    store = open_store(config, reactor, client, threads)
+    pipeline = Pipeline(
+        repo,
+        store,
+        Spool(Path(config.spool_dir), reactor, threads),
+        reactor,
+        threads,
+        tile_stage=Stage(
+            config.tile_processing_workers,
+            config.tile_processing_queue_size,
+            config.wait_timeout,
+            reactor,
+        ),
+        content_stage=Stage(
+            config.content_store_workers,
+            config.content_store_queue_size,
+            config.wait_timeout,
+            reactor,
+        ),
+        jfs_mapping=config.jfs_mapping,
+        notify=notifier.notify,
+    )
+
+    async def start_pipeline() -> None:
+        if isinstance(store, S3Store):
+            await store.ensure_bucket()
+        await pipeline.resume()
+
+    _Hooks(
+        start=start_pipeline, stop=lambda: pipeline.stop(STOP_DEADLINE)
+    ).setServiceParent(root)
+    acquisitions = Acquisitions(
+        repo,
+        store,
+        reactor,
+        threads,
+        config.jfs_mapping,
+        notify_now=lambda text: Deferred.fromCoroutine(notifier.notify_now(text)),
+    )
+
     if config.http_endpoint:
-        site = Site(CatcherAPI(repo, store, reactor).resource())
-        site.requestFactory = CatcherRequest
+        api = CatcherAPI(
+            repo,
+            store,
+            reactor,
+            pipeline.status,
+            pipeline=pipeline,
+            acquisitions=acquisitions,
+            ping_collection=config.jfs_mapping.get("PING", ""),
+            max_tile_bytes=config.max_tile_bytes,
+        )
+        site = Site(api.resource())
+        site.requestFactory = _request_factory(config.max_tile_bytes)
         if config.disable_so_keep_alive:
             site.protocol = NoKeepAliveChannel  # type: ignore[method-assign,assignment]
         _Listener(
             reactor, config.http_endpoint, site, config.so_receive_bufsize
         ).setServiceParent(root)
     if config.tcp_endpoint:
+        factory = TileFactory(PipelineHandler(pipeline), float(config.tcp_idle_timeout))
+        factory.max_frame = config.max_tile_bytes + FRAME_OVERHEAD
         _Listener(
-            reactor,
-            config.tcp_endpoint,
-            TileFactory(_NotCapturing()),
-            config.so_receive_bufsize,
+            reactor, config.tcp_endpoint, factory, config.so_receive_bufsize
         ).setServiceParent(root)
     return root
+
+
+def _started(fn: Callable[[], object]) -> Callable[[], Awaitable[object]]:
+    async def run() -> object:
+        return fn()
+
+    return run
+
+
+def _request_factory(max_tile_bytes: int) -> type[CatcherRequest]:
+    class Request(CatcherRequest):
+        max_body = max_tile_bytes + 64 * 1024  # room for multipart framing
+
+    return Request

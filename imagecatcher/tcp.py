@@ -19,7 +19,9 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from imagecatcher.domain import QueueColour
+from imagecatcher.domain import BadParameter, CatcherError, NotFound, QueueColour
+from imagecatcher.names import TileName, tile_name_for
+from imagecatcher.pipeline import Pipeline, TileUpload
 from imagecatcher.protocol import (
     PREFIX,
     BadMessage,
@@ -28,6 +30,7 @@ from imagecatcher.protocol import (
     decode_request,
     encode_response,
 )
+from imagecatcher.storage import StoreError
 
 log = Logger()
 
@@ -215,11 +218,61 @@ class TileProtocol(FrameReceiver, TimeoutMixin):
 class TileFactory(Factory):
     """Builds a :class:`TileProtocol` per connection."""
 
+    #: Largest frame accepted (MAX_TILE_BYTES + FRAME_OVERHEAD in the daemon).
+    max_frame = FrameReceiver.max_frame
+
     def __init__(self, handler: TileHandler, idle_timeout: float = 300.0) -> None:
         self._handler = handler
         self._idle_timeout = idle_timeout
 
     def buildProtocol(self, addr: Any) -> TileProtocol:
         proto = TileProtocol(self._handler, self._idle_timeout)
+        proto.max_frame = self.max_frame
         proto.factory = self
         return proto
+
+
+class PipelineHandler:
+    """Feeds decoded TCP requests to the capture pipeline (§3.3, §3.4)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    def _failure(self, acq_id: int, client_error: bool) -> TileResponse:
+        status = self._pipeline.status()
+        # §14: a client's mistake does not force the system status RED (Q5).
+        system = status.system if client_error else QueueColour.RED
+        return TileResponse(
+            acq_id=acq_id,
+            status=1,
+            system_status=int(system),
+            tile_queue_status=int(status.tile),
+            content_queue_status=int(status.content),
+        )
+
+    async def capture(self, request: TileRequest) -> TileResponse:
+        """Capture the tile; status 0 with its id, or status 1."""
+        try:
+            name = tile_name_for(
+                request.col, request.row, request.camera, request.frame
+            )
+            tile = TileName(
+                request.col, request.row, request.camera, request.frame, name
+            )
+            upload = TileUpload(request.acq_id, tile, request.image, request.checksum)
+            result = await self._pipeline.capture(upload)
+        except (BadParameter, NotFound) as e:
+            log.warn("tile from TCP refused: {reason}", reason=e)
+            return self._failure(request.acq_id, client_error=True)
+        except (CatcherError, StoreError) as e:
+            log.warn("tile from TCP failed: {reason}", reason=e)
+            return self._failure(request.acq_id, client_error=False)
+        status = result.status
+        return TileResponse(
+            acq_id=request.acq_id,
+            tile_id=result.tile.tile_id,
+            status=0,
+            system_status=int(status.system),
+            tile_queue_status=int(status.tile),
+            content_queue_status=int(status.content),
+        )

@@ -178,6 +178,6 @@ async def database(engine_config: Config, reactor: Any) -> AsyncIterator[Databas
 
 
 @pytest.fixture
-def repo(database: Database) -> Repository:
+def repo(database: Database, reactor: Any) -> Repository:
     """A Repository over the empty test database."""
-    return Repository(database)
+    return Repository(database, reactor)

@@ -130,7 +130,7 @@ async def _run(reactor: Any, args: argparse.Namespace, command: str) -> None:
     if config.db_driver == "sqlite":
         Path(config.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
     db = open_database(config, reactor)
-    repo = Repository(db)
+    repo = Repository(db, reactor)
     migrations_dir = Path(args.migrations_dir) if args.migrations_dir else None
     migrator = Migrator(repo, migrations_dir)
     try:

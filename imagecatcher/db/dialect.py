@@ -42,6 +42,14 @@ class Dialect:
 
     name = "mysql"
 
+    @property
+    def integrity_error(self) -> type[Exception]:
+        """The driver's IntegrityError (a unique key was hit)."""
+        import pymysql
+
+        error: type[Exception] = pymysql.err.IntegrityError
+        return error
+
     def begin(self, cursor: Cursor) -> None:
         """Start the interaction's transaction (pymysql opens one implicitly)."""
 
@@ -85,6 +93,10 @@ class SQLiteDialect(Dialect):
     """SQLite 3.35+: placeholders, DDL spellings and locking differ."""
 
     name = "sqlite"
+
+    @property
+    def integrity_error(self) -> type[Exception]:
+        return sqlite3.IntegrityError
 
     def begin(self, cursor: Cursor) -> None:
         # The connection runs in autocommit mode (isolation_level=None) so that

@@ -9,11 +9,17 @@ methods of :class:`Repository` are what the rest of the code calls.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
+
+from imagecatcher.acqlog import AcquisitionLog
 from imagecatcher.calibrations import Calibration, mask_url
 from imagecatcher.db.dialect import Cursor
 from imagecatcher.db.pool import Database
-from imagecatcher.domain import CalibrationError
+from imagecatcher.domain import Acquisition, CalibrationError, TileRecord
+from imagecatcher.rois import RoiRegion
 
 # -- health -------------------------------------------------------------------
 
@@ -123,6 +129,33 @@ def _import_calibrations(cur: Cursor, calibrations: Sequence[Calibration]) -> li
     return ids
 
 
+def _calibration_rows(cur: Cursor) -> list[tuple[int, str, datetime | None, str]]:
+    return [(int(r[0]), str(r[1]), r[2], str(r[3] or "")) for r in cur.fetchall()]
+
+
+def _calibration_page(
+    cur: Cursor, limit: int, offset: int
+) -> list[tuple[int, str, datetime | None, str]]:
+    cur.execute(
+        "SELECT calibration_id, calibration_name, date_generated, json_config"
+        " FROM calibrations ORDER BY calibration_id LIMIT %s OFFSET %s",
+        (limit, offset),
+    )
+    return _calibration_rows(cur)
+
+
+def _calibration_named(
+    cur: Cursor, name: str
+) -> list[tuple[int, str, datetime | None, str]]:
+    cur.execute(
+        "SELECT calibration_id, calibration_name, date_generated, json_config"
+        " FROM calibrations WHERE calibration_name = %s"
+        " ORDER BY date_generated DESC, calibration_id DESC LIMIT 1",
+        (name,),
+    )
+    return _calibration_rows(cur)
+
+
 def _set_mask_url(cur: Cursor, temca: int, camera: int, url: str) -> None:
     config_id = _camera_configuration(cur, temca, camera)
     cur.execute(
@@ -132,11 +165,672 @@ def _set_mask_url(cur: Cursor, temca: int, camera: int, url: str) -> None:
     )
 
 
+# -- acquisitions (§1.3, §7.1) ----------------------------------------------------
+
+#: Stored for a log whose Date does not parse (Q15 keeps such logs accepted).
+ZERO_TIME = datetime(1, 1, 1)
+
+_ACQUISITION_COLUMNS = (
+    "ini_file, when_acquired, when_inserted, when_completed, uid, number_of_cameras,"
+    " x_sm_step_pix, y_sm_step_pix, x_big_step_pix, y_big_step_pix, number_of_x_steps,"
+    " number_of_y_steps, center_x_m, center_y_m, tem_y_m, pixels_per_um,"
+    " tem_magnification, url, sample_name, project_name, project_owner, stack_name,"
+    " mosaic_type, microscopist_name, roi_tiles_file, notes"
+)
+
+
+# Built once from the fixed column list above; values are always bound.
+_INSERT_ACQUISITION = (
+    f"INSERT INTO ini_files_denorm ({_ACQUISITION_COLUMNS})"  # noqa: S608
+    f" VALUES ({', '.join(['%s'] * len(_ACQUISITION_COLUMNS.split(',')))})"
+)
+_UPDATE_ACQUISITION = (
+    "UPDATE ini_files_denorm SET "  # noqa: S608
+    + ", ".join(f"{c.strip()} = %s" for c in _ACQUISITION_COLUMNS.split(","))
+    + " WHERE ini_file_denorm_id = %s"
+)
+
+
+def _acquisition_values(
+    log: AcquisitionLog, uid: int, now: datetime
+) -> tuple[Any, ...]:
+    return (
+        log.ini_text,
+        log.when_acquired or ZERO_TIME,
+        now,
+        None,
+        uid,
+        log.number_of_cameras,
+        log.x_sm_step_pix,
+        log.y_sm_step_pix,
+        log.x_big_step_pix,
+        log.y_big_step_pix,
+        log.number_of_x_steps,
+        log.number_of_y_steps,
+        log.center_x_m,
+        log.center_y_m,
+        0.0,
+        log.pixels_per_um,
+        log.tem_magnification,
+        "",
+        log.sample_name,
+        log.project_name,
+        log.project_owner,
+        log.stack_name,
+        log.mosaic_type,
+        log.microscopist_name,
+        "",
+        log.notes,
+    )
+
+
+def _resolve_temca(cur: Cursor, ip: bytes, when: datetime) -> int | None:
+    cur.execute(
+        "SELECT tem_id FROM tem_pc_ip_addresses WHERE ip_address = %s"
+        " AND start_date <= %s AND (end_date IS NULL OR end_date > %s)"
+        " ORDER BY tem_pc_ip_address_id LIMIT 1",
+        (ip, when, when),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    cur.execute(
+        "SELECT temca_id FROM temcas WHERE tem_id = %s"
+        " AND start_date <= %s AND (end_date IS NULL OR end_date > %s)"
+        " ORDER BY temca_id LIMIT 1",
+        (row[0], when, when),
+    )
+    temca = cur.fetchone()
+    return None if temca is None else int(temca[0])
+
+
+def _start_acquisition(
+    cur: Cursor, log: AcquisitionLog, uid: int, now: datetime
+) -> int | None:
+    values = _acquisition_values(log, uid, now)
+    cur.execute(
+        "SELECT ini_file_denorm_id FROM ini_files_denorm WHERE uid = %s FOR UPDATE",
+        (uid,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        cur.execute(_INSERT_ACQUISITION, values)
+        acquisition_id = int(cur.lastrowid or 0)
+    else:
+        # Q18: a re-post rewrites the row, when_inserted included, and
+        # clears when_completed.
+        acquisition_id = int(row[0])
+        cur.execute(_UPDATE_ACQUISITION, (*values, acquisition_id))
+    temca_id = _resolve_temca(cur, log.tem_ip, log.when_acquired or ZERO_TIME)
+    cur.execute(
+        "SELECT tem_camera_image_mosaic_id FROM tem_camera_image_mosaics"
+        " WHERE ini_file_denorm_id = %s",
+        (acquisition_id,),
+    )
+    mosaic = cur.fetchone()
+    if mosaic is None:
+        cur.execute(
+            "INSERT INTO tem_camera_image_mosaics"
+            " (ini_file_denorm_id, temca_id, target_num_cols, target_num_rows)"
+            " VALUES (%s, %s, %s, %s)",
+            (acquisition_id, temca_id, log.target_num_cols, log.target_num_rows),
+        )
+    else:
+        cur.execute(
+            "UPDATE tem_camera_image_mosaics SET temca_id = %s, target_num_cols = %s,"
+            " target_num_rows = %s WHERE tem_camera_image_mosaic_id = %s",
+            (temca_id, log.target_num_cols, log.target_num_rows, mosaic[0]),
+        )
+    return temca_id
+
+
+def _acquisition(cur: Cursor, uid: int) -> Acquisition | None:
+    cur.execute(
+        "SELECT a.uid, a.ini_file_denorm_id, m.tem_camera_image_mosaic_id, m.temca_id,"
+        " a.sample_name, a.project_name, a.project_owner, a.stack_name"
+        " FROM ini_files_denorm a JOIN tem_camera_image_mosaics m"
+        " ON m.ini_file_denorm_id = a.ini_file_denorm_id WHERE a.uid = %s"
+        " ORDER BY m.tem_camera_image_mosaic_id LIMIT 1",
+        (uid,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return Acquisition(
+        uid=int(row[0]),
+        acquisition_id=int(row[1]),
+        mosaic_id=int(row[2]),
+        temca_id=None if row[3] is None else int(row[3]),
+        sample_name=row[4] or "",
+        project_name=row[5] or "",
+        project_owner=row[6] or "",
+        stack_name=row[7] or "",
+    )
+
+
+def _complete_acquisition(cur: Cursor, uid: int, now: datetime) -> None:
+    cur.execute(
+        "UPDATE ini_files_denorm SET when_completed = %s WHERE uid = %s", (now, uid)
+    )
+
+
+def _count_waiting_links(cur: Cursor, mosaic_id: int) -> int:
+    # Links still in CREATE whose tile has no accepted content at all; a tile
+    # waiting in the spool has its checksum recorded and is not counted.
+    cur.execute(
+        "SELECT COUNT(*) FROM roi_images l"
+        " JOIN tem_camera_images t ON t.tem_camera_image_id = l.tem_camera_image_id"
+        " LEFT JOIN file_objects f ON f.file_object_id = t.file_object_id"
+        " WHERE t.tem_camera_image_mosaic_id = %s AND l.current_state = 'CREATE'"
+        " AND f.sha1_checksum IS NULL",
+        (mosaic_id,),
+    )
+    return int(cur.fetchone()[0])
+
+
+# -- ROIs (§7.2, §7.3) ------------------------------------------------------------------
+
+
+def _create_rois(cur: Cursor, mosaic_id: int, regions: Sequence[RoiRegion]) -> None:
+    for region in regions:
+        cur.execute(
+            "SELECT image_mosaic_roi_id FROM image_mosaic_rois"
+            " WHERE tem_camera_image_mosaic_id = %s AND sample_section_name = %s"
+            " AND sample_section_id = %s ORDER BY image_mosaic_roi_id LIMIT 1",
+            (mosaic_id, region.section_name, region.nominal_section),
+        )
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(
+                "INSERT INTO image_mosaic_rois"
+                " (tem_camera_image_mosaic_id, sample_section_id, sample_section_name)"
+                " VALUES (%s, %s, %s)",
+                (mosaic_id, region.nominal_section, region.section_name),
+            )
+            roi_id = int(cur.lastrowid or 0)
+        else:
+            roi_id = int(row[0])
+        cur.execute(
+            "SELECT acq_time_roi_id FROM acq_time_rois"
+            " WHERE tem_camera_image_mosaic_id = %s AND image_mosaic_roi_id = %s",
+            (mosaic_id, roi_id),
+        )
+        if cur.fetchone() is None:
+            cur.execute(
+                "INSERT INTO acq_time_rois (tem_camera_image_mosaic_id,"
+                " image_mosaic_roi_id, acq_region_name, nominal_section_number)"
+                " VALUES (%s, %s, %s, %s)",
+                (mosaic_id, roi_id, region.region[:10], region.nominal_section),
+            )
+
+
+def _roi_ids(cur: Cursor, mosaic_id: int) -> dict[str, int]:
+    cur.execute(
+        "SELECT sample_section_name, image_mosaic_roi_id FROM image_mosaic_rois"
+        " WHERE tem_camera_image_mosaic_id = %s ORDER BY image_mosaic_roi_id",
+        (mosaic_id,),
+    )
+    ids: dict[str, int] = {}
+    for name, roi_id in cur.fetchall():
+        ids.setdefault(str(name), int(roi_id))
+    return ids
+
+
+def _insert_placeholder_tile(
+    cur: Cursor,
+    mosaic_id: int,
+    col: int,
+    row: int,
+    frame: int,
+    config_id: int | None,
+    now: datetime,
+) -> tuple[int, int]:
+    cur.execute(
+        "INSERT INTO file_objects (sha1_checksum, checksum_date, creation_date)"
+        " VALUES (NULL, NULL, %s)",
+        (now,),
+    )
+    file_object_id = int(cur.lastrowid or 0)
+    cur.execute(
+        "INSERT INTO file_object_fs_replicas (path, jfs_path, jfs_key, location_url,"
+        " file_object_id, file_exists_yn, replica_created_date)"
+        " VALUES ('', '', '', '', %s, 0, %s)",
+        (file_object_id, now),
+    )
+    cur.execute(
+        "INSERT INTO tem_camera_images (tem_camera_image_mosaic_id,"
+        " tem_camera_configuration_id, file_object_id, frame_number, mosaic_col,"
+        " mosaic_row) VALUES (%s, %s, %s, %s, %s, %s)",
+        (mosaic_id, config_id, file_object_id, frame, col, row),
+    )
+    return int(cur.lastrowid or 0), file_object_id
+
+
+def _link_roi_tiles(
+    cur: Cursor,
+    mosaic_id: int,
+    roi_id: int,
+    tiles: Sequence[tuple[int, int]],
+    now: datetime,
+) -> int:
+    cur.execute(
+        "SELECT t.mosaic_col, t.mosaic_row, t.tem_camera_image_id, r.jfs_key"
+        " FROM tem_camera_images t LEFT JOIN file_object_fs_replicas r"
+        " ON r.file_object_id = t.file_object_id"
+        " WHERE t.tem_camera_image_mosaic_id = %s AND t.frame_number = -1",
+        (mosaic_id,),
+    )
+    existing = {(int(c), int(r)): (int(i), bool(k)) for c, r, i, k in cur.fetchall()}
+    cur.execute(
+        "SELECT tem_camera_image_id FROM roi_images WHERE image_mosaic_roi_id = %s",
+        (roi_id,),
+    )
+    linked = {int(row[0]) for row in cur.fetchall()}
+    created = 0
+    for col, row in dict.fromkeys(tiles):
+        if (col, row) in existing:
+            tile_id, persisted = existing[(col, row)]
+        else:
+            tile_id, _ = _insert_placeholder_tile(
+                cur, mosaic_id, col, row, -1, None, now
+            )
+            persisted = False
+            existing[(col, row)] = (tile_id, False)
+        if tile_id in linked:
+            continue
+        # Q21: a tile captured before its ROIs arrived is READY at once.
+        cur.execute(
+            "INSERT INTO roi_images (image_mosaic_roi_id, tem_camera_image_id,"
+            " current_state) VALUES (%s, %s, %s)",
+            (roi_id, tile_id, "READY" if persisted else "CREATE"),
+        )
+        linked.add(tile_id)
+        created += 1
+    return created
+
+
+# -- tiles (§4.2, §4.3) -----------------------------------------------------------------
+
+
+def _camera_configuration_for(
+    cur: Cursor, temca_id: int | None, camera: int
+) -> int | None:
+    if temca_id is None:
+        return None
+    cur.execute(
+        "SELECT tem_camera_configuration_id FROM tem_camera_configurations"
+        " WHERE temca_id = %s AND tem_camera_number = %s"
+        " ORDER BY tem_camera_configuration_id LIMIT 1",
+        (temca_id, camera),
+    )
+    row = cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+def _find_tile(
+    cur: Cursor, mosaic_id: int, col: int, row: int, frame: int
+) -> TileRecord | None:
+    cur.execute(
+        "SELECT t.tem_camera_image_id, t.file_object_id, t.tem_camera_configuration_id,"
+        " c.tem_camera_number, f.sha1_checksum, r.jfs_key"
+        " FROM tem_camera_images t"
+        " LEFT JOIN tem_camera_configurations c"
+        " ON c.tem_camera_configuration_id = t.tem_camera_configuration_id"
+        " LEFT JOIN file_objects f ON f.file_object_id = t.file_object_id"
+        " LEFT JOIN file_object_fs_replicas r ON r.file_object_id = t.file_object_id"
+        " WHERE t.tem_camera_image_mosaic_id = %s AND t.mosaic_col = %s"
+        " AND t.mosaic_row = %s AND t.frame_number = %s"
+        " ORDER BY t.tem_camera_image_id, r.file_object_fs_replica_id LIMIT 1",
+        (mosaic_id, col, row, frame),
+    )
+    found = cur.fetchone()
+    if found is None:
+        return None
+    sha1 = None if found[4] is None else bytes(found[4])
+    return TileRecord(
+        tile_id=int(found[0]),
+        file_object_id=int(found[1]),
+        camera_configuration_id=None if found[2] is None else int(found[2]),
+        camera=None if found[3] is None else int(found[3]),
+        sha1=sha1,
+        jfs_key=found[5] or "",
+    )
+
+
+def _upsert_tile(
+    cur: Cursor,
+    acq: Acquisition,
+    col: int,
+    row: int,
+    frame: int,
+    camera: int,
+    now: datetime,
+) -> TileRecord:
+    config_id = _camera_configuration_for(cur, acq.temca_id, camera)
+    tile = _find_tile(cur, acq.mosaic_id, col, row, frame)
+    if tile is None:
+        _insert_placeholder_tile(cur, acq.mosaic_id, col, row, frame, config_id, now)
+    elif config_id is not None and tile.camera_configuration_id != config_id:
+        # A re-send names the camera that took it (Q20: the old service kept
+        # the first configuration forever).
+        cur.execute(
+            "UPDATE tem_camera_images SET tem_camera_configuration_id = %s"
+            " WHERE tem_camera_image_id = %s",
+            (config_id, tile.tile_id),
+        )
+    else:
+        return tile
+    found = _find_tile(cur, acq.mosaic_id, col, row, frame)
+    assert found is not None
+    return found
+
+
+def _record_content(
+    cur: Cursor,
+    file_object_id: int,
+    name: str,
+    path: str,
+    key: str,
+    url: str,
+    sha1: bytes,
+    md5: bytes,
+    now: datetime,
+) -> str:
+    cur.execute(
+        "SELECT jfs_key FROM file_object_fs_replicas WHERE file_object_id = %s"
+        " ORDER BY file_object_fs_replica_id LIMIT 1",
+        (file_object_id,),
+    )
+    previous = cur.fetchone()
+    cur.execute(
+        "UPDATE file_objects SET sha1_checksum = %s, md5_checksum = %s,"
+        " checksum_date = %s WHERE file_object_id = %s",
+        (sha1, md5, now, file_object_id),
+    )
+    cur.execute(
+        "UPDATE file_object_fs_replicas SET path = %s, jfs_path = %s, jfs_key = %s,"
+        " location_url = %s, file_exists_yn = %s WHERE file_object_id = %s",
+        (name, path, key, url, 1 if key else 0, file_object_id),
+    )
+    return "" if previous is None else str(previous[0] or "")
+
+
+def _finalise_tile(
+    cur: Cursor,
+    tile: TileRecord,
+    mosaic_id: int,
+    col: int,
+    row: int,
+    name: str,
+    path: str,
+    key: str,
+    url: str,
+    sha1: bytes,
+    md5: bytes,
+    now: datetime,
+) -> str:
+    previous = _record_content(
+        cur, tile.file_object_id, name, path, key, url, sha1, md5, now
+    )
+    cur.execute(
+        "UPDATE tem_camera_images SET acquired_timestamp = %s"
+        " WHERE tem_camera_image_id = %s",
+        (now, tile.tile_id),
+    )
+    # Q22: a re-capture resets every link of the tile to READY.
+    cur.execute(
+        "UPDATE roi_images SET current_state = 'READY' WHERE tem_camera_image_id = %s",
+        (tile.tile_id,),
+    )
+    cur.execute(
+        "SELECT COUNT(*) FROM roi_images WHERE tem_camera_image_id = %s",
+        (tile.tile_id,),
+    )
+    if int(cur.fetchone()[0]) == 0:
+        # A drift frame inherits the ROIs of the stable tile at its position.
+        cur.execute(
+            "INSERT INTO roi_images (image_mosaic_roi_id, tem_camera_image_id,"
+            " current_state) SELECT DISTINCT l.image_mosaic_roi_id, %s, 'READY'"
+            " FROM roi_images l JOIN tem_camera_images s"
+            " ON s.tem_camera_image_id = l.tem_camera_image_id"
+            " WHERE s.tem_camera_image_mosaic_id = %s AND s.mosaic_col = %s"
+            " AND s.mosaic_row = %s AND s.tem_camera_image_id <> %s",
+            (tile.tile_id, mosaic_id, col, row, tile.tile_id),
+        )
+    return previous
+
+
+def _mark_spooled(
+    cur: Cursor,
+    tile: TileRecord,
+    name: str,
+    path: str,
+    sha1: bytes,
+    md5: bytes,
+    now: datetime,
+) -> None:
+    # The content is accepted (checksums recorded) but not in the store yet:
+    # jfs_key '' keeps the tile out of every "persisted" query until upload.
+    _record_content(cur, tile.file_object_id, name, path, "", "", sha1, md5, now)
+
+
+def _tile_by_id(
+    cur: Cursor, tile_id: int
+) -> tuple[int, int, int, int, TileRecord] | None:
+    cur.execute(
+        "SELECT t.tem_camera_image_mosaic_id, t.mosaic_col, t.mosaic_row,"
+        " t.frame_number FROM tem_camera_images t WHERE t.tem_camera_image_id = %s",
+        (tile_id,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    mosaic_id, col, tile_row, frame = (int(v) for v in row)
+    tile = _find_tile(cur, mosaic_id, col, tile_row, frame)
+    assert tile is not None
+    return mosaic_id, col, tile_row, frame, tile
+
+
+def _acquisition_of_mosaic(cur: Cursor, mosaic_id: int) -> int | None:
+    cur.execute(
+        "SELECT a.uid FROM tem_camera_image_mosaics m JOIN ini_files_denorm a"
+        " ON a.ini_file_denorm_id = m.ini_file_denorm_id"
+        " WHERE m.tem_camera_image_mosaic_id = %s",
+        (mosaic_id,),
+    )
+    row = cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+# -- ancillary files (§5.6) -------------------------------------------------------------
+
+
+def _store_ancillary(
+    cur: Cursor,
+    mosaic_id: int,
+    type_name: str,
+    name: str,
+    path: str,
+    key: str,
+    url: str,
+    sha1: bytes,
+    md5: bytes,
+    now: datetime,
+) -> int:
+    cur.execute(
+        "SELECT ancillary_file_type_id FROM ancillary_file_types WHERE name = %s"
+        " ORDER BY ancillary_file_type_id LIMIT 1",
+        (type_name,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        cur.execute("INSERT INTO ancillary_file_types (name) VALUES (%s)", (type_name,))
+        type_id = int(cur.lastrowid or 0)
+    else:
+        type_id = int(row[0])
+    # Q12 fixed: a re-sent file updates its (mosaic, path, type) record.
+    cur.execute(
+        "SELECT a.file_object_id FROM ancillary_files a JOIN file_object_fs_replicas r"
+        " ON r.file_object_id = a.file_object_id WHERE a.tem_camera_image_mosaic_id = %s"
+        " AND a.ancillary_file_type_id = %s AND r.path = %s"
+        " ORDER BY a.ancillary_file_id LIMIT 1",
+        (mosaic_id, type_id, name),
+    )
+    row = cur.fetchone()
+    if row is not None:
+        file_object_id = int(row[0])
+    else:
+        cur.execute(
+            "INSERT INTO file_objects (sha1_checksum, checksum_date, creation_date)"
+            " VALUES (NULL, NULL, %s)",
+            (now,),
+        )
+        file_object_id = int(cur.lastrowid or 0)
+        cur.execute(
+            "INSERT INTO file_object_fs_replicas (path, jfs_path, jfs_key, location_url,"
+            " file_object_id, file_exists_yn, replica_created_date)"
+            " VALUES (%s, '', '', '', %s, 0, %s)",
+            (name, file_object_id, now),
+        )
+        cur.execute(
+            "INSERT INTO ancillary_files (tem_camera_image_mosaic_id, file_object_id,"
+            " ancillary_file_type_id) VALUES (%s, %s, %s)",
+            (mosaic_id, file_object_id, type_id),
+        )
+    _record_content(cur, file_object_id, name, path, key, url, sha1, md5, now)
+    return file_object_id
+
+
 class Repository:
     """The service's database operations, each one transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: IReactorTime) -> None:
         self._db = db
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        # Naive UTC, as MySQL DATETIME columns hold it (§6, Q17).
+        return datetime.fromtimestamp(self._clock.seconds(), UTC).replace(tzinfo=None)
+
+    async def start_acquisition(self, log: AcquisitionLog, uid: int) -> int | None:
+        """Insert or rewrite an acquisition and its mosaic; return the temca id."""
+        return await self._db.run(_start_acquisition, log, uid, self._now())
+
+    async def acquisition(self, uid: int) -> Acquisition | None:
+        """The acquisition with that UID, or None."""
+        return await self._db.run_idempotent(_acquisition, uid)
+
+    async def complete_acquisition(self, uid: int) -> None:
+        """Set when_completed to now."""
+        await self._db.run(_complete_acquisition, uid, self._now())
+
+    async def count_waiting_links(self, mosaic_id: int) -> int:
+        """CREATE links whose tile has no content accepted yet."""
+        return await self._db.run_idempotent(_count_waiting_links, mosaic_id)
+
+    async def create_rois(self, mosaic_id: int, regions: Sequence[RoiRegion]) -> None:
+        """Find or create the ROIs of a spec, in one transaction (§7.2)."""
+        await self._db.run(_create_rois, mosaic_id, regions)
+
+    async def roi_ids(self, mosaic_id: int) -> dict[str, int]:
+        """ROI ids of a mosaic by section name."""
+        return await self._db.run_idempotent(_roi_ids, mosaic_id)
+
+    async def link_roi_tiles(
+        self, mosaic_id: int, roi_id: int, tiles: Sequence[tuple[int, int]]
+    ) -> int:
+        """Find or create stable tiles and their links to one ROI (§7.3)."""
+        created: int = await self._run_unique(
+            _link_roi_tiles, mosaic_id, roi_id, tiles, self._now()
+        )
+        return created
+
+    async def upsert_tile(
+        self, acq: Acquisition, col: int, row: int, frame: int, camera: int
+    ) -> TileRecord:
+        """Find or create the tile (mosaic, col, row, frame) (§4.2 step 5)."""
+        tile: TileRecord = await self._run_unique(
+            _upsert_tile, acq, col, row, frame, camera, self._now()
+        )
+        return tile
+
+    async def finalise_tile(
+        self,
+        tile: TileRecord,
+        acq: Acquisition,
+        col: int,
+        row: int,
+        name: str,
+        path: str,
+        key: str,
+        url: str,
+        sha1: bytes,
+        md5: bytes,
+    ) -> str:
+        """Record stored content and make the tile READY; return the old key."""
+        return await self._db.run(
+            _finalise_tile,
+            tile,
+            acq.mosaic_id,
+            col,
+            row,
+            name,
+            path,
+            key,
+            url,
+            sha1,
+            md5,
+            self._now(),
+        )
+
+    async def mark_spooled(
+        self, tile: TileRecord, name: str, path: str, sha1: bytes, md5: bytes
+    ) -> None:
+        """Record accepted content that waits in the local spool."""
+        await self._db.run(_mark_spooled, tile, name, path, sha1, md5, self._now())
+
+    async def tile_by_id(
+        self, tile_id: int
+    ) -> tuple[int, int, int, int, TileRecord] | None:
+        """(mosaic, col, row, frame, tile) of a tile id, or None."""
+        return await self._db.run_idempotent(_tile_by_id, tile_id)
+
+    async def uid_of_mosaic(self, mosaic_id: int) -> int | None:
+        """The acquisition UID of a mosaic."""
+        return await self._db.run_idempotent(_acquisition_of_mosaic, mosaic_id)
+
+    async def store_ancillary(
+        self,
+        mosaic_id: int,
+        type_name: str,
+        name: str,
+        path: str,
+        key: str,
+        url: str,
+        sha1: bytes,
+        md5: bytes,
+    ) -> int:
+        """Record a stored ancillary file; return its file_object_id."""
+        return await self._db.run(
+            _store_ancillary,
+            mosaic_id,
+            type_name,
+            name,
+            path,
+            key,
+            url,
+            sha1,
+            md5,
+            self._now(),
+        )
+
+    async def _run_unique(self, fn: Any, *args: Any) -> Any:
+        # Another daemon may insert the same tile between our SELECT and
+        # INSERT; the unique key stops it and the retry then finds its row.
+        try:
+            return await self._db.run(fn, *args)
+        except self._db.dialect.integrity_error:
+            return await self._db.run(fn, *args)
 
     async def probe(self) -> bool:
         """A cheap round trip: True when the database answers."""
@@ -174,6 +868,19 @@ class Repository:
     ) -> list[int]:
         """Insert or update calibrations and link camera configurations (§7.5)."""
         return await self._db.run(_import_calibrations, calibrations)
+
+    async def calibrations(
+        self, limit: int, offset: int
+    ) -> list[tuple[int, str, datetime | None, str]]:
+        """A page of calibrations in storage order (§1.20)."""
+        return await self._db.run_idempotent(_calibration_page, limit, offset)
+
+    async def calibration_by_name(
+        self, name: str
+    ) -> tuple[int, str, datetime | None, str] | None:
+        """The newest calibration with that exact name (§1.21)."""
+        rows = await self._db.run_idempotent(_calibration_named, name)
+        return rows[0] if rows else None
 
     async def set_mask_url(self, mask_root: str, cal: Calibration) -> None:
         """Point the calibration's camera configuration at its mask image."""

@@ -1,13 +1,23 @@
-"""The content-store port (CONTRACT §5.1) and the choice of backend by URL.
+"""The content-store port (CONTRACT §5.1) shared by every backend.
 
-A store keeps opaque byte objects under keys.  Backends: ``file:`` (a local
-directory, the embedded default); the remote ones arrive with the capture
-work.  Every backend answers the same :class:`ContentStore` protocol.
+A store keeps tile and ancillary bytes.  Callers name an object by its
+*collection* (chosen per acquisition by ``JFS_MAPPING``, §5.2) and its *path*
+(``/acquisitions/<uid>/<name>``, §5.3); the backend decides the object key
+(``jfs_key``) and the location URL it reports.  Path-addressed backends
+(``file:``, ``s3://``) derive the key from collection and path, so a re-put
+of the same path replaces the object; ``sproxyd://`` generates a fresh
+40-hex-digit key per put.
+
+Backends: :mod:`.fs` (``file:``), :mod:`.sproxyd` (``sproxyd://``),
+:mod:`.s3` (``s3://``) and :mod:`.memory` (the verified fake for tests).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
+
+import attrs
 
 
 class StoreError(Exception):
@@ -19,21 +29,47 @@ class ObjectNotFound(StoreError):
 
 
 #: Where ping writes and verifies its probe object (kept from the old service, Q27).
-PING_KEY = "acquisitions/0/jfs ping"
+PING_PATH = "/acquisitions/0/jfs ping"
 PING_CONTENT = b"JFS Ping"
 
 
+@attrs.frozen
+class StoredObject:
+    """Where a put left the bytes: ``jfs_key`` and ``location_url`` of §5.3/§5.4."""
+
+    key: str
+    location_url: str
+
+
 class ContentStore(Protocol):
-    """Put, get, verify and delete byte objects by key."""
+    """Put, verify, get and delete byte objects."""
 
-    async def put(self, key: str, data: bytes) -> None:
-        """Store ``data`` durably under ``key``, replacing any old object."""
+    async def put(
+        self,
+        collection: str,
+        path: str,
+        data: bytes,
+        md5: bytes,
+        context: Mapping[str, str] | None = None,
+    ) -> StoredObject:
+        """Store ``data`` durably; ``md5`` (16 raw bytes) lets the store check it.
 
-    async def get(self, key: str) -> bytes:
+        Returns only once the store has the whole object.  Raises StoreError.
+        """
+
+    async def verify(self, obj: StoredObject, size: int, md5: bytes) -> None:
+        """Check the stored object has ``size`` bytes (and ``md5`` where the
+        store reports one); raise StoreError or ObjectNotFound otherwise."""
+
+    async def get(self, obj: StoredObject) -> bytes:
         """Return the object's bytes; ObjectNotFound when there is none."""
 
-    async def delete(self, key: str) -> None:
+    async def get_range(self, obj: StoredObject, start: int, end: int) -> bytes:
+        """Return bytes ``start`` to ``end`` inclusive (both >= 0, clipped to
+        the object's size); ObjectNotFound when there is none."""
+
+    async def delete(self, obj: StoredObject) -> None:
         """Remove the object; no error when it does not exist."""
 
-    async def health(self) -> None:
-        """Write and read back the probe object; raise StoreError when unhealthy."""
+    async def health(self, collection: str) -> None:
+        """Put the ping probe (PING_PATH) and verify it; raise StoreError when unhealthy."""

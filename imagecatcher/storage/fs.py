@@ -1,22 +1,97 @@
 """``file:`` store: objects are files under one root directory.
 
-Writes are atomic (temporary file, fsync, rename, fsync of the directory) so a
-crash leaves either the old object or the new one.  Keys are relative paths;
-a key that would leave the root (``..``, absolute paths, NUL) is refused.
-All file I/O runs on a thread pool, never on the reactor thread.
+The object key is ``<collection>/<path without its leading slash>`` (just the
+path for the empty collection), so a re-put of a path replaces the file.  A
+key that could leave the root (``..``, ``.``, empty components, NUL,
+backslashes, a collection containing ``/``) is refused with StoreError, and
+the resolved file must still lie under the root (no escape through symlinks).
+
+Writes are atomic and durable: a temporary file in the target directory is
+written, fsynced and renamed over the object, then the directory is fsynced,
+so a crash leaves either the old object or the new one.  The MD5 is checked
+before anything is written.  All file I/O and hashing run on the thread pool
+(``deferToThreadPool``), never on the reactor thread.
+
+This module also holds the key rules shared by the other path-addressed
+stores (:func:`path_key`, :func:`check_key`) and the argument checks every
+backend applies (:func:`check_md5`, :func:`check_range`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
-from pathlib import Path, PurePosixPath
-from typing import Any
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote
 
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from imagecatcher.storage import PING_CONTENT, PING_KEY, ObjectNotFound, StoreError
+from imagecatcher.storage import (
+    PING_CONTENT,
+    PING_PATH,
+    ObjectNotFound,
+    StoredObject,
+    StoreError,
+)
+
+_T = TypeVar("_T")
+
+#: MD5 of the ping probe, so health checks need not hash it each time.
+PING_MD5 = hashlib.md5(PING_CONTENT).digest()
+
+_HASH_CHUNK = 1024 * 1024
+_FILE_MODE = 0o644
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative object key; raise StoreError.
+
+    Safe means: non-empty ``/``-separated components, none of them ``.`` or
+    ``..``, and no NUL or backslash anywhere.
+    """
+    if (
+        not key
+        or "\0" in key
+        or "\\" in key
+        or any(part in ("", ".", "..") for part in key.split("/"))
+    ):
+        raise StoreError(f"invalid object key {key!r}")
+    return key
+
+
+def path_key(collection: str, path: str) -> str:
+    """The key of ``path`` in ``collection`` for path-addressed stores.
+
+    ``("FAFB", "/acquisitions/1/a.tif")`` gives ``"FAFB/acquisitions/1/a.tif"``;
+    the empty collection gives just the path.  Raises StoreError for a
+    collection or path that could address something outside the store.
+    """
+    if (
+        "/" in collection
+        or "\\" in collection
+        or "\0" in collection
+        or collection in (".", "..")
+    ):
+        raise StoreError(f"invalid collection name {collection!r}")
+    relative = path[1:] if path.startswith("/") else path
+    return check_key(f"{collection}/{relative}" if collection else relative)
+
+
+def check_md5(md5: bytes) -> None:
+    """Raise StoreError unless ``md5`` is a raw 16-byte MD5 digest."""
+    if len(md5) != 16:
+        raise StoreError(f"an MD5 digest has 16 bytes, got {len(md5)}")
+
+
+def check_range(start: int, end: int) -> None:
+    """Raise ValueError unless ``0 <= start <= end`` (a caller's mistake)."""
+    if start < 0 or end < start:
+        raise ValueError(f"invalid byte range {start}-{end}")
 
 
 def store_path_from_url(url: str) -> Path:
@@ -28,34 +103,51 @@ def store_path_from_url(url: str) -> Path:
                 f"file URL {url!r} must name an absolute path (file:///dir)"
             )
         return Path(path)
+    if not url.startswith("file:") or url == "file:":
+        raise StoreError(f"not a file store URL: {url!r} (file:///dir or file:dir)")
     return Path(url[len("file:") :])
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class FileStore:
     """A :class:`~imagecatcher.storage.ContentStore` over a local directory."""
 
-    def __init__(self, root: Path, reactor: Any, threadpool: ThreadPool) -> None:
-        self._root = root.absolute()
+    def __init__(
+        self, root: Path, reactor: IReactorFromThreads, threadpool: ThreadPool
+    ) -> None:
+        self._root = Path(os.path.abspath(root))
         self._reactor = reactor
         self._pool = threadpool
 
-    def _path(self, key: str) -> Path:
-        parts = PurePosixPath(key).parts
-        if (
-            not key
-            or "\0" in key
-            or key.startswith("/")
-            or any(p in ("..", ".") for p in parts)
-        ):
-            raise StoreError(f"invalid object key {key!r}")
-        return self._root.joinpath(*parts)
+    # -- runs on the thread pool ------------------------------------------
 
-    def _write(self, key: str, data: bytes) -> None:
-        path = self._path(key)
+    def _file(self, key: str) -> Path:
+        """The absolute file of ``key``; StoreError if it resolves outside."""
+        path = self._root.joinpath(*check_key(key).split("/"))
+        real_root = os.path.realpath(self._root)
+        if not os.path.realpath(path).startswith(real_root + os.sep):
+            raise StoreError(f"object key {key!r} resolves outside {self._root}")
+        return path
+
+    def _write(self, key: str, data: bytes, md5: bytes) -> Path:
+        actual = hashlib.md5(data).digest()
+        if actual != md5:
+            raise StoreError(
+                f"put {key!r}: MD5 mismatch (data {actual.hex()}, expected {md5.hex()})"
+            )
+        path = self._file(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), _FILE_MODE)
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
@@ -63,42 +155,96 @@ class FileStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(path.parent)
+        return path
 
-    def _read(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            raise ObjectNotFound(f"no object {key!r}") from None
+    def _verify(self, key: str, size: int, md5: bytes) -> None:
+        path = self._file(key)
+        with path.open("rb") as f:
+            actual_size = os.fstat(f.fileno()).st_size
+            if actual_size != size:
+                raise StoreError(
+                    f"verify {key!r}: {actual_size} bytes stored, expected {size}"
+                )
+            digest = hashlib.md5()
+            while chunk := f.read(_HASH_CHUNK):
+                digest.update(chunk)
+        if digest.digest() != md5:
+            raise StoreError(
+                f"verify {key!r}: MD5 {digest.hexdigest()} stored, expected {md5.hex()}"
+            )
+
+    def _read(self, key: str, start: int = 0, length: int = -1) -> bytes:
+        with self._file(key).open("rb") as f:
+            if start:
+                f.seek(start)
+            return f.read(length)
 
     def _remove(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            self._file(key).unlink(missing_ok=True)
+        except (IsADirectoryError, NotADirectoryError):
+            pass  # not an object, so there is nothing to delete
 
-    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+    # -- reactor side -------------------------------------------------------
+
+    async def _in_thread(
+        self, operation: str, key: str, fn: Callable[..., _T], *args: object
+    ) -> _T:
+        """Run ``fn`` on the pool; a missing file (or a directory where the
+        object should be) is ObjectNotFound, other OS errors StoreError."""
         try:
             return await deferToThreadPool(self._reactor, self._pool, fn, *args)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+            if operation == "put":  # something is in the way of the new file
+                raise StoreError(f"put {key!r}: {e.strerror or e}") from e
+            raise ObjectNotFound(f"{operation} {key!r}: no such object") from None
         except OSError as e:
-            raise StoreError(f"file store {self._root}: {e}") from e
+            raise StoreError(
+                f"{operation} {key!r} in {self._root}: {e.strerror or e}"
+            ) from e
 
-    async def put(self, key: str, data: bytes) -> None:
-        """Write the object atomically and durably."""
-        await self._in_thread(self._write, key, data)
+    async def put(
+        self,
+        collection: str,
+        path: str,
+        data: bytes,
+        md5: bytes,
+        context: Mapping[str, str] | None = None,
+    ) -> StoredObject:
+        """Write ``data`` atomically and durably at ``<root>/<collection>/<path>``.
 
-    async def get(self, key: str) -> bytes:
-        """Read the object's bytes."""
-        data: bytes = await self._in_thread(self._read, key)
-        return data
+        The context is not kept: a file has nowhere to put it.
+        """
+        check_md5(md5)
+        key = path_key(collection, path)
+        written = await self._in_thread("put", key, self._write, key, data, md5)
+        return StoredObject(key, "file://" + quote(str(written)))
 
-    async def delete(self, key: str) -> None:
-        """Remove the object if it exists."""
-        await self._in_thread(self._remove, key)
+    async def verify(self, obj: StoredObject, size: int, md5: bytes) -> None:
+        """Check the file's size, then re-hash it in chunks and compare MD5s."""
+        check_md5(md5)
+        await self._in_thread("verify", obj.key, self._verify, obj.key, size, md5)
 
-    async def health(self) -> None:
-        """Write the probe object and read it back."""
-        await self.put(PING_KEY, PING_CONTENT)
-        if await self.get(PING_KEY) != PING_CONTENT:
-            raise StoreError("file store probe read back different bytes")
+    async def get(self, obj: StoredObject) -> bytes:
+        """Read the whole file."""
+        check_key(obj.key)
+        return await self._in_thread("get", obj.key, self._read, obj.key)
+
+    async def get_range(self, obj: StoredObject, start: int, end: int) -> bytes:
+        """Read only bytes ``start``..``end`` (inclusive, clipped to the file)."""
+        check_range(start, end)
+        check_key(obj.key)
+        return await self._in_thread(
+            "get", obj.key, self._read, obj.key, start, end - start + 1
+        )
+
+    async def delete(self, obj: StoredObject) -> None:
+        """Remove the file if it exists."""
+        check_key(obj.key)
+        await self._in_thread("delete", obj.key, self._remove, obj.key)
+
+    async def health(self, collection: str) -> None:
+        """Write the ping probe into ``collection`` and verify it."""
+        obj = await self.put(collection, PING_PATH, PING_CONTENT, PING_MD5)
+        await self.verify(obj, len(PING_CONTENT), PING_MD5)

@@ -89,7 +89,7 @@ def test_old_flags_on_mariadb(tmp_path: Path, mariadb: MariaDB) -> None:
     down = run_tool([*flags, "-tool", "db-downgrade", "-n", "2"], tmp_path)
     assert down.returncode == 0 and "Reverted migrations: [" in down.stdout
     up = run_tool([*flags, "-tool", "DB-UPGRADE"], tmp_path)
-    assert up.returncode == 0 and "1, 2" in up.stdout
+    assert up.returncode == 0 and "Applied migrations: [" in up.stdout
     cal = run_tool(
         [*flags, "-tool", "import-calibration", "-calibration", str(CALIBRATION_FILE)],
         tmp_path,

@@ -32,7 +32,7 @@ class FakeStore:
     def __init__(self, mode: str = "ok") -> None:
         self.mode = mode
 
-    async def health(self) -> None:
+    async def health(self, collection: str) -> None:
         if self.mode == "fail":
             raise StoreError("disk on fire")
         if self.mode == "hang":

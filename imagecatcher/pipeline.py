@@ -1,0 +1,435 @@
+"""Tile capture (CONTRACT §4): metadata, content, durability, queue colours.
+
+A tile is acknowledged only when its bytes are durably somewhere: in the store
+(put, verified, recorded, READY) or, when the store cannot take it in time, in
+the local spool with the database recording its checksums.  Spooled tiles are
+uploaded in the background with bounded retries and backoff, and again after
+every start.  Nothing becomes READY before its content is verified (Q29).
+
+The two stages of §4.1 keep their knobs: the tile stage (the database work) and
+the content stage (uploads) each run at most ``*_WORKERS`` jobs with at most
+``*_QUEUE_SIZE`` waiting for ``WAIT_TIMEOUT``; their fill gives the colours of
+§4.5.  A full tile queue fails the request; a full content queue sends the tile
+to the spool instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from imagecatcher.db.repository import Repository
+from imagecatcher.domain import (
+    Acquisition,
+    BadParameter,
+    CatcherError,
+    NotFound,
+    QueueColour,
+    QueueStatus,
+    TileRecord,
+    jfs_path,
+)
+from imagecatcher.names import TileName
+from imagecatcher.spool import Spool, SpoolEntry
+from imagecatcher.storage import ContentStore, StoredObject, StoreError
+
+log = Logger()
+T = TypeVar("T")
+
+#: Background upload of a spooled tile: attempts per run and the backoff cap.
+SPOOL_ATTEMPTS = 8
+SPOOL_BACKOFF_MAX = 60.0
+
+
+class QueueTimeout(CatcherError):
+    """A stage's queue stayed full for longer than WAIT_TIMEOUT."""
+
+
+def digests(data: bytes | memoryview) -> tuple[bytes, bytes]:
+    """(MD5, SHA-1) of the data; run on a thread, hashlib releases the GIL."""
+    return hashlib.md5(data).digest(), hashlib.sha1(data).digest()
+
+
+def colour(waiting: int, capacity: int) -> QueueColour:
+    """§4.5: GREEN below 70 % of capacity, YELLOW below 90 %, else RED."""
+    if capacity <= 0:
+        return QueueColour.GREEN
+    fill = waiting / capacity
+    if fill < 0.7:
+        return QueueColour.GREEN
+    return QueueColour.YELLOW if fill < 0.9 else QueueColour.RED
+
+
+class Stage:
+    """At most ``workers`` jobs at once, at most ``queue_size`` waiting."""
+
+    def __init__(
+        self, workers: int, queue_size: int, wait: float, clock: IReactorTime
+    ) -> None:
+        self.synchronous = workers <= 1
+        self.capacity = 0 if self.synchronous else max(queue_size, 1)
+        self._sem = DeferredSemaphore(max(workers, 1))
+        self._wait = wait
+        self._clock = clock
+
+    @property
+    def waiting(self) -> int:
+        """Jobs waiting for a worker."""
+        return len(self._sem.waiting)
+
+    @property
+    def colour(self) -> QueueColour:
+        """This stage's queue colour."""
+        return colour(self.waiting, self.capacity)
+
+    async def run(self, job: Callable[[], Awaitable[T]]) -> T:
+        """Run ``job`` in a worker slot; QueueTimeout if none frees in time."""
+        if self.synchronous:
+            return await job()
+        acquired = self._sem.acquire()
+        if not acquired.called:
+            acquired.addTimeout(self._wait, self._clock)
+        try:
+            await acquired
+        except defer.TimeoutError:
+            raise QueueTimeout("queue full") from None
+        try:
+            return await job()
+        finally:
+            self._sem.release()
+
+
+@attrs.frozen
+class TileUpload:
+    """One tile as received over HTTP or TCP."""
+
+    acq_id: int
+    tile: TileName
+    data: bytes | memoryview = attrs.field(repr=lambda v: f"<{len(v)} bytes>")
+    md5: bytes | None = None  # the client's, verified when given
+
+
+@attrs.frozen
+class Captured:
+    """What a capture response reports."""
+
+    acq: Acquisition
+    tile: TileRecord
+    tile_name: TileName
+    camera: int | None
+    jfs_key: str
+    jfs_path: str
+    sha1: bytes
+    status: QueueStatus
+
+
+class Pipeline:
+    """Captures tiles; owns the stages, the spool drainer and in-flight work."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        store: ContentStore,
+        spool: Spool,
+        clock: Any,
+        threadpool: ThreadPool,
+        *,
+        tile_stage: Stage,
+        content_stage: Stage,
+        jfs_mapping: Mapping[str, str],
+        notify: Callable[[str], None] = lambda text: None,
+    ) -> None:
+        self._repo = repo
+        self._store = store
+        self._spool = spool
+        self._clock = clock
+        self._pool = threadpool
+        self.tile_stage = tile_stage
+        self.content_stage = content_stage
+        self._mapping = jfs_mapping
+        self._notify = notify
+        self._in_flight: set[Deferred[Any]] = set()
+        self._pending_calls: set[IDelayedCall] = set()
+        self._stopping = False
+
+    # -- status ----------------------------------------------------------------
+
+    def status(self) -> QueueStatus:
+        """The queue colours now (§4.5)."""
+        return QueueStatus(
+            tile=self.tile_stage.colour, content=self.content_stage.colour
+        )
+
+    # -- capture ---------------------------------------------------------------
+
+    def capture(self, upload: TileUpload) -> Deferred[Captured]:
+        """Capture one tile; the Deferred fires once it is durable.
+
+        The work is tracked so that a stop waits for it, and shielded from the
+        caller's cancellation (a client that hangs up does not abandon a tile
+        half-way).
+        """
+        if self._stopping:
+            return defer.fail(CatcherError("the service is shutting down"))
+        work = Deferred.fromCoroutine(self._capture(upload))
+        self._in_flight.add(work)
+        work.addBoth(self._done, work)
+        return _shield(work)
+
+    def _done(self, result: Any, work: Deferred[Any]) -> Any:
+        self._in_flight.discard(work)
+        return result
+
+    async def _hash(self, data: bytes | memoryview) -> tuple[bytes, bytes]:
+        result: tuple[bytes, bytes] = await deferToThreadPool(
+            self._clock, self._pool, digests, data
+        )
+        return result
+
+    async def _capture(self, upload: TileUpload) -> Captured:
+        name = upload.tile
+        acq = await self._repo.acquisition(upload.acq_id)
+        if acq is None:
+            raise NotFound(f"No mosaic image found for acquisition id {upload.acq_id}")
+        md5, sha1 = await self._hash(upload.data)
+        if upload.md5 is not None and upload.md5 != md5:
+            raise BadParameter(
+                f"The received checksum {upload.md5.hex()} and the calculated"
+                f" checksum {md5.hex()} do not match"
+            )
+
+        async def tile_job() -> TileRecord:
+            return await self._repo.upsert_tile(
+                acq, name.col, name.row, name.frame, name.camera
+            )
+
+        try:
+            tile = await self.tile_stage.run(tile_job)
+        except QueueTimeout:
+            raise CatcherError(
+                f"Timeout waiting to enqueue the tile job for: {acq.uid}:{name.name}"
+            ) from None
+        path = jfs_path(acq.uid, name.name)
+        if tile.sha1 == sha1 and (
+            tile.persisted or await self._spool.has(tile.tile_id, sha1)
+        ):
+            log.debug(
+                "tile {acqid}:{name} re-sent unchanged", acqid=acq.uid, name=name.name
+            )
+            return self._captured(acq, tile, name, tile.jfs_key, path, sha1)
+        if tile.sha1 is not None and tile.sha1 != sha1:
+            log.info(
+                "re-capture of {acqid}:{name} (tile {tile_id}): content replaced",
+                acqid=acq.uid,
+                name=name.name,
+                tile_id=tile.tile_id,
+            )
+        entry = SpoolEntry(
+            tile_id=tile.tile_id,
+            uid=acq.uid,
+            name=name.name,
+            col=name.col,
+            row=name.row,
+            collection=acq.collection(self._mapping),
+            path=path,
+            context=acq.storage_context() | {"checksum": md5.hex()},
+            sha1=sha1,
+            md5=md5,
+        )
+        try:
+            key = await self.content_stage.run(
+                lambda: self._store_and_finalise(acq, tile, entry, upload.data)
+            )
+        except (StoreError, QueueTimeout, defer.TimeoutError) as e:
+            log.warn(
+                "store unavailable for {acqid}:{name} ({reason}); spooling",
+                acqid=acq.uid,
+                name=name.name,
+                reason=e,
+            )
+            await self._spool.put(entry, upload.data)
+            await self._repo.mark_spooled(tile, name.name, path, sha1, md5)
+            self._schedule_upload(entry, delay=1.0)
+            key = ""
+        return self._captured(acq, tile, name, key, path, sha1)
+
+    def _captured(
+        self,
+        acq: Acquisition,
+        tile: TileRecord,
+        name: TileName,
+        key: str,
+        path: str,
+        sha1: bytes,
+    ) -> Captured:
+        return Captured(
+            acq=acq,
+            tile=tile,
+            tile_name=name,
+            camera=tile.camera,
+            jfs_key=key,
+            jfs_path=path,
+            sha1=sha1,
+            status=self.status(),
+        )
+
+    async def _store_and_finalise(
+        self,
+        acq: Acquisition,
+        tile: TileRecord,
+        entry: SpoolEntry,
+        data: bytes | memoryview,
+    ) -> str:
+        obj = await self._store.put(
+            entry.collection,
+            entry.path,
+            bytes(data) if isinstance(data, memoryview) else data,
+            entry.md5,
+            entry.context,
+        )
+        await self._store.verify(obj, len(data), entry.md5)
+        previous = await self._repo.finalise_tile(
+            tile,
+            acq,
+            entry.col,
+            entry.row,
+            entry.name,
+            entry.path,
+            obj.key,
+            obj.location_url,
+            entry.sha1,
+            entry.md5,
+        )
+        if previous and previous != obj.key:
+            self._discard_object(previous)
+        return obj.key
+
+    def _discard_object(self, key: str) -> None:
+        d = Deferred.fromCoroutine(self._store.delete(StoredObject(key, "")))
+        d.addErrback(
+            lambda f: log.warn(
+                "could not delete superseded object {key}: {reason}",
+                key=key,
+                reason=f.value,
+            )
+        )
+
+    # -- spool drainer -----------------------------------------------------------
+
+    def _schedule_upload(
+        self, entry: SpoolEntry, delay: float, attempt: int = 1
+    ) -> None:
+        if self._stopping:
+            return
+        call = self._clock.callLater(delay, self._upload_now, entry, attempt)
+        self._pending_calls.add(call)
+
+    def _upload_now(self, entry: SpoolEntry, attempt: int) -> None:
+        self._pending_calls.difference_update(
+            {c for c in self._pending_calls if not c.active()}
+        )
+        work = Deferred.fromCoroutine(self._upload_spooled(entry, attempt))
+        self._in_flight.add(work)
+        work.addBoth(self._done, work)
+        work.addErrback(
+            lambda f: log.failure("spool upload of {stem}", f, stem=entry.stem)
+        )
+
+    async def _upload_spooled(self, entry: SpoolEntry, attempt: int) -> None:
+        found = await self._repo.tile_by_id(entry.tile_id)
+        if found is None or found[4].sha1 != entry.sha1:
+            log.info("spooled {stem} was superseded; dropping it", stem=entry.stem)
+            await self._spool.remove(entry)
+            return
+        mosaic_id, _col, _row, _frame, tile = found
+        acq = await self._repo.acquisition(entry.uid)
+        if acq is None or acq.mosaic_id != mosaic_id:
+            log.warn(
+                "spooled {stem}: acquisition {uid} is gone",
+                stem=entry.stem,
+                uid=entry.uid,
+            )
+            await self._spool.quarantine(entry)
+            return
+        data = await self._spool.read(entry)
+        _md5, sha1 = await self._hash(data)
+        if sha1 != entry.sha1:
+            log.error("spooled {stem} is damaged; set aside", stem=entry.stem)
+            self._notify(f"Spooled tile {entry.uid}:{entry.name} is damaged on disk")
+            await self._spool.quarantine(entry)
+            return
+        try:
+            await self.content_stage.run(
+                lambda: self._store_and_finalise(acq, tile, entry, data)
+            )
+        except (StoreError, QueueTimeout, defer.TimeoutError) as e:
+            if attempt >= SPOOL_ATTEMPTS:
+                message = (
+                    f"Tile {entry.uid}:{entry.name} is still in the spool after"
+                    f" {attempt} attempts: {e}"
+                )
+                log.error(message)
+                self._notify(message)
+                return  # retried at the next start
+            delay = min(2.0**attempt, SPOOL_BACKOFF_MAX)
+            self._schedule_upload(entry, delay, attempt + 1)
+            return
+        await self._spool.remove(entry)
+        log.info("uploaded spooled {uid}:{name}", uid=entry.uid, name=entry.name)
+
+    async def resume(self) -> int:
+        """Schedule the upload of every spooled tile; return how many."""
+        entries = await self._spool.entries()
+        for i, entry in enumerate(entries):
+            self._schedule_upload(entry, delay=0.01 * i)
+        if entries:
+            log.info("resuming {n} spooled tile(s)", n=len(entries))
+        return len(entries)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def stop(self, deadline: float = 30.0) -> None:
+        """Refuse new tiles, cancel scheduled uploads, wait for in-flight work."""
+        self._stopping = True
+        for call in list(self._pending_calls):
+            if call.active():
+                call.cancel()
+        self._pending_calls.clear()
+        if self._in_flight:
+            waiting = defer.DeferredList(list(self._in_flight), consumeErrors=True)
+            waiting.addTimeout(deadline, self._clock)
+            try:
+                await waiting
+            except defer.TimeoutError:
+                log.warn(
+                    "stopped with {n} capture(s) unfinished", n=len(self._in_flight)
+                )
+
+
+def _shield(work: Deferred[T]) -> Deferred[T]:
+    """A Deferred with ``work``'s result whose cancellation spares ``work``."""
+    view: Deferred[T] = Deferred()
+
+    def forward(result: Any) -> None:
+        if view.called:  # the caller cancelled (its client hung up)
+            if isinstance(result, Failure):
+                log.failure("capture failed after its client left", result)
+            return
+        if isinstance(result, Failure):
+            view.errback(result)
+        else:
+            view.callback(result)
+
+    work.addBoth(forward)
+    return view

@@ -1,0 +1,160 @@
+"""The local durable spool: acknowledged tiles not yet in the store.
+
+A tile that cannot be stored at once (the store is down, slow or its queue is
+full) is written here before it is acknowledged: the bytes go to
+``<tile_id>-<sha1>.tile`` and what is needed to upload them later to
+``<tile_id>-<sha1>.json``, each via a temporary file, fsync and rename, then
+the directory is fsync'd.  An entry exists only when its JSON file does, so a
+crash half-way leaves either a complete entry or debris that :meth:`Spool.entries`
+removes.  All file I/O runs on a thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+
+@attrs.frozen
+class SpoolEntry:
+    """What an upload of a spooled tile needs, besides the bytes."""
+
+    tile_id: int
+    uid: int
+    name: str
+    col: int
+    row: int
+    collection: str
+    path: str
+    context: dict[str, str]
+    sha1: bytes
+    md5: bytes
+
+    @property
+    def stem(self) -> str:
+        """The file name without extension."""
+        return f"{self.tile_id}-{self.sha1.hex()}"
+
+    def to_json(self) -> bytes:
+        """Serialise (checksums as hex)."""
+        data = attrs.asdict(self)
+        data["sha1"], data["md5"] = self.sha1.hex(), self.md5.hex()
+        return json.dumps(data, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> SpoolEntry:
+        """Parse what :meth:`to_json` wrote."""
+        data: dict[str, Any] = json.loads(raw)
+        data["sha1"], data["md5"] = (
+            bytes.fromhex(data["sha1"]),
+            bytes.fromhex(data["md5"]),
+        )
+        return cls(**data)
+
+
+def _write_atomic(path: Path, data: bytes | memoryview) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """A directory of spooled tiles."""
+
+    def __init__(self, directory: Path, reactor: Any, threadpool: ThreadPool) -> None:
+        self._dir = directory
+        self._reactor = reactor
+        self._pool = threadpool
+
+    def _thread(self, fn: Any, *args: Any) -> Any:
+        return deferToThreadPool(self._reactor, self._pool, fn, *args)
+
+    def _put(self, entry: SpoolEntry, data: bytes | memoryview) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self._dir / f"{entry.stem}.tile", data)
+        _write_atomic(self._dir / f"{entry.stem}.json", entry.to_json())
+        _fsync_dir(self._dir)
+
+    async def put(self, entry: SpoolEntry, data: bytes | memoryview) -> None:
+        """Write the entry durably; when this returns it survives a crash."""
+        await self._thread(self._put, entry, data)
+
+    def _has(self, entry_stem: str) -> bool:
+        return (self._dir / f"{entry_stem}.json").exists()
+
+    async def has(self, tile_id: int, sha1: bytes) -> bool:
+        """Whether these exact bytes of that tile wait in the spool."""
+        result: bool = await self._thread(self._has, f"{tile_id}-{sha1.hex()}")
+        return result
+
+    def _read(self, entry: SpoolEntry) -> bytes:
+        return (self._dir / f"{entry.stem}.tile").read_bytes()
+
+    async def read(self, entry: SpoolEntry) -> bytes:
+        """The spooled bytes."""
+        data: bytes = await self._thread(self._read, entry)
+        return data
+
+    def _remove(self, entry: SpoolEntry) -> None:
+        (self._dir / f"{entry.stem}.json").unlink(missing_ok=True)
+        (self._dir / f"{entry.stem}.tile").unlink(missing_ok=True)
+
+    async def remove(self, entry: SpoolEntry) -> None:
+        """Forget an entry (after its upload, or when it is superseded)."""
+        await self._thread(self._remove, entry)
+
+    def _quarantine(self, entry: SpoolEntry) -> None:
+        for suffix in (".json", ".tile"):
+            src = self._dir / f"{entry.stem}{suffix}"
+            if src.exists():
+                src.rename(src.with_name(src.name + ".bad"))
+
+    async def quarantine(self, entry: SpoolEntry) -> None:
+        """Set a damaged entry aside (renamed ``*.bad``), never deleted."""
+        await self._thread(self._quarantine, entry)
+
+    def _entries(self) -> list[SpoolEntry]:
+        if not self._dir.is_dir():
+            return []
+        found = []
+        for meta in sorted(self._dir.glob("*.json")):
+            try:
+                found.append(SpoolEntry.from_json(meta.read_bytes()))
+            except (ValueError, KeyError, TypeError):
+                meta.rename(meta.with_name(meta.name + ".bad"))
+        stems = {e.stem for e in found}
+        for stray in self._dir.iterdir():
+            # Data without metadata: a write interrupted before it was acknowledged.
+            if stray.name.startswith(".tmp-") or (
+                stray.suffix == ".tile" and stray.stem not in stems
+            ):
+                stray.unlink(missing_ok=True)
+        return found
+
+    async def entries(self) -> list[SpoolEntry]:
+        """Every complete entry, oldest tile id first; removes interrupted writes."""
+        result: list[SpoolEntry] = await self._thread(self._entries)
+        return result
