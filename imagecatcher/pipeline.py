@@ -220,6 +220,16 @@ class Pipeline:
             raise CatcherError(
                 f"Timeout waiting to enqueue the tile job for: {acq.uid}:{name.name}"
             ) from None
+        if tile.camera is None:
+            # Q19: stored without a camera configuration rather than refused.
+            log.warn(
+                "no camera configuration for camera {camera} of temca {temca};"
+                " {acqid}:{name} stored without one",
+                camera=name.camera,
+                temca=acq.temca_id,
+                acqid=acq.uid,
+                name=name.name,
+            )
         path = jfs_path(acq.uid, name.name)
         if tile.sha1 == sha1 and (
             tile.persisted or await self._spool.has(tile.tile_id, sha1)
@@ -257,6 +267,10 @@ class Pipeline:
                 acqid=acq.uid,
                 name=name.name,
                 reason=e,
+            )
+            self._notify(
+                f"Content store failed for {acq.uid}:{name.name}: {e};"
+                " the tile is kept in the spool and retried"
             )
             await self._spool.put(entry, upload.data)
             await self._repo.mark_spooled(tile, name.name, path, sha1, md5)
