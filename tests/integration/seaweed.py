@@ -152,6 +152,9 @@ def running_seaweed(base: Path, start_timeout: float = 60.0) -> Iterator[Seaweed
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_grpc}",
         "-volume.preStopSeconds=0",
+        # Each bucket is a collection that grows its own volumes; the default
+        # of 8 slots runs out after one bucket (volumes are not preallocated).
+        "-volume.max=100",
         "-filer",
         f"-filer.port={filer}",
         f"-filer.port.grpc={filer_grpc}",

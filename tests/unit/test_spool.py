@@ -1,0 +1,209 @@
+"""Spool: durable entries, lookups, quarantine and crash-debris cleanup (no reactor)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from imagecatcher.spool import Spool, SpoolEntry
+from tests.storefakes import ImmediateReactor, SyncThreadPool, run
+
+
+def _entry(tile_id: int = 7, data: bytes = b"tile bytes") -> SpoolEntry:
+    return SpoolEntry(
+        tile_id=tile_id,
+        uid=123,
+        name="col0006_row0017_cam1.tif",
+        col=6,
+        row=17,
+        collection="FAFB",
+        path="/acquisitions/123/col0006_row0017_cam1.tif",
+        context={"sample": "FAFB_00", "checksum": hashlib.md5(data).hexdigest()},
+        sha1=hashlib.sha1(data).digest(),
+        md5=hashlib.md5(data).digest(),
+    )
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    """Where the spool lives (not created yet)."""
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def spool(spool_dir: Path) -> Spool:
+    """A spool whose file I/O runs inline."""
+    return Spool(spool_dir, ImmediateReactor(), SyncThreadPool())
+
+
+def test_put_then_entries_round_trips(spool: Spool) -> None:
+    """An entry put into the spool comes back equal, with its bytes."""
+    entry = _entry()
+    run(spool.put(entry, b"tile bytes"))
+    assert run(spool.entries()) == [entry]
+    assert run(spool.read(entry)) == b"tile bytes"
+
+
+def test_put_creates_the_directory_and_two_files(
+    spool: Spool, spool_dir: Path
+) -> None:
+    """put creates the directory and leaves exactly <stem>.tile and <stem>.json."""
+    entry = _entry()
+    run(spool.put(entry, memoryview(b"tile bytes")))
+    assert _names(spool_dir) == [f"{entry.stem}.json", f"{entry.stem}.tile"]
+    assert (spool_dir / f"{entry.stem}.tile").read_bytes() == b"tile bytes"
+
+
+def test_stem_names_tile_and_sha1(spool: Spool) -> None:
+    """The stem is <tile id>-<hex SHA-1>."""
+    entry = _entry(tile_id=42)
+    assert entry.stem == f"42-{entry.sha1.hex()}"
+
+
+def test_json_round_trip_keeps_every_field() -> None:
+    """to_json/from_json are inverse and store checksums as hex."""
+    entry = _entry()
+    raw = entry.to_json()
+    assert json.loads(raw)["sha1"] == entry.sha1.hex()
+    assert SpoolEntry.from_json(raw) == entry
+
+
+def test_has_matches_tile_and_content(spool: Spool) -> None:
+    """has() is true only for the exact (tile id, SHA-1) that was spooled."""
+    entry = _entry(tile_id=7)
+    assert not run(spool.has(7, entry.sha1))
+    run(spool.put(entry, b"tile bytes"))
+    assert run(spool.has(7, entry.sha1))
+    assert not run(spool.has(8, entry.sha1))
+    assert not run(spool.has(7, hashlib.sha1(b"other").digest()))
+
+
+def test_remove_forgets_the_entry(spool: Spool, spool_dir: Path) -> None:
+    """remove() deletes both files; removing twice is harmless."""
+    entry = _entry()
+    run(spool.put(entry, b"tile bytes"))
+    run(spool.remove(entry))
+    run(spool.remove(entry))
+    assert _names(spool_dir) == []
+    assert not run(spool.has(entry.tile_id, entry.sha1))
+    assert run(spool.entries()) == []
+
+
+def test_quarantine_renames_to_bad_and_hides_the_entry(
+    spool: Spool, spool_dir: Path
+) -> None:
+    """quarantine() renames both files to *.bad, which entries() then ignores."""
+    entry = _entry()
+    run(spool.put(entry, b"tile bytes"))
+    run(spool.quarantine(entry))
+    assert _names(spool_dir) == [f"{entry.stem}.json.bad", f"{entry.stem}.tile.bad"]
+    assert run(spool.entries()) == []
+    assert _names(spool_dir) == [f"{entry.stem}.json.bad", f"{entry.stem}.tile.bad"]
+    assert (spool_dir / f"{entry.stem}.tile.bad").read_bytes() == b"tile bytes"
+
+
+def test_tile_without_json_is_interrupted_write_debris(
+    spool: Spool, spool_dir: Path
+) -> None:
+    """A .tile whose .json was never written is removed; complete entries stay."""
+    kept = _entry(tile_id=1)
+    run(spool.put(kept, b"tile bytes"))
+    orphan = _entry(tile_id=2, data=b"orphan")
+    (spool_dir / f"{orphan.stem}.tile").write_bytes(b"orphan")
+    assert run(spool.entries()) == [kept]
+    assert _names(spool_dir) == [f"{kept.stem}.json", f"{kept.stem}.tile"]
+
+
+def test_temporary_files_are_removed(spool: Spool, spool_dir: Path) -> None:
+    """.tmp-* files left by an interrupted atomic write are removed."""
+    entry = _entry()
+    run(spool.put(entry, b"tile bytes"))
+    (spool_dir / ".tmp-abc123").write_bytes(b"half a tile")
+    (spool_dir / ".tmp-").write_bytes(b"")
+    assert run(spool.entries()) == [entry]
+    assert _names(spool_dir) == [f"{entry.stem}.json", f"{entry.stem}.tile"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"[]",
+        b"null",
+        b'{"tile_id": 1}',
+        b"",
+    ],
+)
+def test_corrupt_json_is_set_aside(spool: Spool, spool_dir: Path, raw: bytes) -> None:
+    """A metadata file that does not parse is renamed *.json.bad and skipped."""
+    good = _entry(tile_id=1)
+    run(spool.put(good, b"tile bytes"))
+    (spool_dir / "9-deadbeef.json").write_bytes(raw)
+    assert run(spool.entries()) == [good]
+    assert (spool_dir / "9-deadbeef.json.bad").read_bytes() == raw
+    assert not (spool_dir / "9-deadbeef.json").exists()
+
+
+def test_json_with_bad_checksum_hex_or_extra_key_is_set_aside(
+    spool: Spool, spool_dir: Path
+) -> None:
+    """Non-hex checksums and unknown keys make the metadata corrupt too."""
+    data = json.loads(_entry().to_json())
+    bad_hex = data | {"sha1": "zz"}
+    extra = data | {"surprise": 1}
+    (spool_dir).mkdir()
+    (spool_dir / "1-a.json").write_text(json.dumps(bad_hex))
+    (spool_dir / "2-b.json").write_text(json.dumps(extra))
+    assert run(spool.entries()) == []
+    assert _names(spool_dir) == ["1-a.json.bad", "2-b.json.bad"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: spool.py Spool._entries renames a corrupt <stem>.json to .bad but"
+    " then unlinks its <stem>.tile as stray debris, destroying acknowledged bytes",
+)
+def test_corrupt_json_keeps_the_tile_bytes(spool: Spool, spool_dir: Path) -> None:
+    """Setting a corrupt entry aside keeps its acknowledged bytes on disk."""
+    entry = _entry()
+    run(spool.put(entry, b"tile bytes"))
+    (spool_dir / f"{entry.stem}.json").write_bytes(b"{truncated")
+    assert run(spool.entries()) == []
+    kept = [p for p in spool_dir.iterdir() if p.name.startswith(f"{entry.stem}.tile")]
+    assert [p.read_bytes() for p in kept] == [b"tile bytes"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: spool.py Spool._entries sorts *.json by file name as text, so tile"
+    " 10 comes before tile 9, contrary to its 'oldest tile id first' docstring",
+)
+def test_entries_come_oldest_tile_id_first(spool: Spool) -> None:
+    """entries() lists tile ids in numeric order."""
+    for tile_id in (10, 9, 100):
+        run(spool.put(_entry(tile_id=tile_id), b"tile bytes"))
+    assert [e.tile_id for e in run(spool.entries())] == [9, 10, 100]
+
+
+def test_missing_directory_has_no_entries(spool: Spool, spool_dir: Path) -> None:
+    """A spool directory that does not exist yet holds nothing (and is not created)."""
+    assert run(spool.entries()) == []
+    assert not spool_dir.exists()
+    assert not run(spool.has(1, b"\0" * 20))
+
+
+def test_unrelated_files_are_left_alone(spool: Spool, spool_dir: Path) -> None:
+    """Files that are neither entries, debris nor .tile are not touched."""
+    spool_dir.mkdir()
+    (spool_dir / "README").write_text("hands off")
+    (spool_dir / "old.json.bad").write_text("{}")
+    assert run(spool.entries()) == []
+    assert _names(spool_dir) == ["README", "old.json.bad"]
