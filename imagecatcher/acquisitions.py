@@ -41,7 +41,7 @@ ANCILLARY_TYPES = (
     "stored_image_list.csv",
 )
 _CAMERA_CSV = re.compile(r"_cam[0-3]\.csv$")
-_SAFE_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,255}$")
+_SAFE_NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,255}")
 
 
 def ancillary_type(name: str) -> str:
@@ -60,10 +60,10 @@ def stored_file_name(sent: str) -> str:
     acquisition's path; names with control characters, ``..`` or nothing
     left are refused.
     """
-    base = sent.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    if base in ("", ".", "..") or not _SAFE_NAME.match(base):
+    base = sent.replace("\\", "/").rsplit("/", 1)[-1]
+    if not _SAFE_NAME.fullmatch(base) or base.strip() in ("", ".", ".."):
         raise BadParameter(f"Invalid file name {sent!r}")
-    return base
+    return base.strip(" ")
 
 
 @attrs.frozen

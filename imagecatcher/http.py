@@ -100,7 +100,7 @@ class BodyBuffer:
                 self.too_large, self._chunks = True, []
                 return
             self._chunks.append(data)
-        self._size = end
+        self._size = self._pos = end
 
     def getbuffer(self) -> memoryview:
         """The body received so far, without copying it."""
@@ -112,7 +112,8 @@ class BodyBuffer:
 
     def seek(self, offset: int, whence: int = 0) -> int:
         """File API used by twisted.web."""
-        self._pos = offset if whence == 0 else self._size + offset
+        base = (0, self._pos, self._size)[whence]
+        self._pos = max(base + offset, 0)
         return self._pos
 
     def tell(self) -> int:
@@ -146,6 +147,8 @@ class CatcherRequest(Request):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.responseHeaders = QueueHeaders()
+        # twisted.web sets this per instance from the Site; routes parse forms.
+        self._parsePOSTFormSubmission = False
 
     def gotLength(self, length: int | None) -> None:
         self.content = BodyBuffer(length, self.max_body)

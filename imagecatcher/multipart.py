@@ -49,7 +49,8 @@ def _disposition(value: str) -> tuple[str, str | None]:
     params: dict[str, str] = {}
     for m in _PARAM.finditer(";" + rest):
         raw = m.group(2) if m.group(2) is not None else m.group(3)
-        params[m.group(1).lower()] = re.sub(r"\\(.)", r"\1", raw)
+        # Only \" and \\ are escapes; other backslashes (C:\dir\x.png) stay.
+        params[m.group(1).lower()] = re.sub(r'\\(["\\])', r"\1", raw)
     if "name" not in params:
         raise BadParameter("malformed multipart body: a part has no name")
     return params["name"], params.get("filename")
@@ -61,7 +62,16 @@ def parse_multipart(body: bytes | memoryview, content_type: str) -> list[Part]:
     if m is None:
         raise BadParameter("malformed multipart body: no boundary in the Content-Type")
     boundary = (m.group(1) or m.group(2)).encode("latin-1")
-    data = bytes(body) if isinstance(body, memoryview) else body
+    data: bytes | bytearray
+    if isinstance(body, memoryview):
+        whole = body.obj
+        # Search the request's own buffer when the view covers all of it.
+        if isinstance(whole, bytes | bytearray) and len(whole) == body.nbytes:
+            data = whole
+        else:
+            data = bytes(body)
+    else:
+        data = body
     view = memoryview(data)
     delimiter = b"--" + boundary
     start = data.find(delimiter)

@@ -79,14 +79,17 @@ class Stage:
     ) -> None:
         self.synchronous = workers <= 1
         self.capacity = 0 if self.synchronous else max(queue_size, 1)
-        self._sem = DeferredSemaphore(max(workers, 1))
+        # Admission counts running + queued jobs; only a full queue makes a
+        # job wait for admission, and only that wait has the deadline (§4.2).
+        self._admit = DeferredSemaphore(max(workers, 1) + self.capacity)
+        self._run = DeferredSemaphore(max(workers, 1))
         self._wait = wait
         self._clock = clock
 
     @property
     def waiting(self) -> int:
-        """Jobs waiting for a worker."""
-        return len(self._sem.waiting)
+        """Jobs queued for a worker (§4.5's n)."""
+        return len(self._run.waiting)
 
     @property
     def colour(self) -> QueueColour:
@@ -97,17 +100,21 @@ class Stage:
         """Run ``job`` in a worker slot; QueueTimeout if none frees in time."""
         if self.synchronous:
             return await job()
-        acquired = self._sem.acquire()
-        if not acquired.called:
-            acquired.addTimeout(self._wait, self._clock)
+        admitted = self._admit.acquire()
+        if not admitted.called:
+            admitted.addTimeout(self._wait, self._clock)
         try:
-            await acquired
+            await admitted
         except defer.TimeoutError:
             raise QueueTimeout("queue full") from None
         try:
-            return await job()
+            await self._run.acquire()
+            try:
+                return await job()
+            finally:
+                self._run.release()
         finally:
-            self._sem.release()
+            self._admit.release()
 
 
 @attrs.frozen
@@ -256,6 +263,7 @@ class Pipeline:
             context=acq.storage_context() | {"checksum": md5.hex()},
             sha1=sha1,
             md5=md5,
+            superseded_key=tile.jfs_key,
         )
         try:
             key = await self.content_stage.run(
@@ -325,8 +333,11 @@ class Pipeline:
             entry.sha1,
             entry.md5,
         )
-        if previous and previous != obj.key:
-            self._discard_object(previous)
+        # A spooled re-capture cleared the key in the database; the entry
+        # remembers which object it supersedes.
+        for old in {previous, entry.superseded_key}:
+            if old and old != obj.key:
+                self._discard_object(old)
         return obj.key
 
     def _discard_object(self, key: str) -> None:
@@ -356,9 +367,14 @@ class Pipeline:
         work = Deferred.fromCoroutine(self._upload_spooled(entry, attempt))
         self._in_flight.add(work)
         work.addBoth(self._done, work)
-        work.addErrback(
-            lambda f: log.failure("spool upload of {stem}", f, stem=entry.stem)
-        )
+        work.addErrback(self._upload_failed, entry, attempt)
+
+    def _upload_failed(self, failure: Failure, entry: SpoolEntry, attempt: int) -> None:
+        # An unexpected failure (database, disk): retried like a store error.
+        log.failure("spool upload of {stem}", failure, stem=entry.stem)
+        if attempt < SPOOL_ATTEMPTS:
+            delay = min(2.0**attempt, SPOOL_BACKOFF_MAX)
+            self._schedule_upload(entry, delay, attempt + 1)
 
     async def _upload_spooled(self, entry: SpoolEntry, attempt: int) -> None:
         found = await self._repo.tile_by_id(entry.tile_id)
@@ -422,10 +438,13 @@ class Pipeline:
         self._pending_calls.clear()
         if self._in_flight:
             waiting = defer.DeferredList(list(self._in_flight), consumeErrors=True)
-            waiting.addTimeout(deadline, self._clock)
-            try:
-                await waiting
-            except defer.TimeoutError:
+            timer: Deferred[None] = Deferred()
+            call = self._clock.callLater(deadline, timer.callback, None)
+            either: list[Deferred[Any]] = [waiting, timer]
+            await defer.DeferredList(either, fireOnOneCallback=True)
+            if call.active():
+                call.cancel()
+            if self._in_flight:
                 log.warn(
                     "stopped with {n} capture(s) unfinished", n=len(self._in_flight)
                 )

@@ -37,6 +37,8 @@ class SpoolEntry:
     context: dict[str, str]
     sha1: bytes
     md5: bytes
+    #: The store key of the content this tile had before (deleted after upload).
+    superseded_key: str = ""
 
     @property
     def stem(self) -> str:
@@ -140,12 +142,18 @@ class Spool:
         if not self._dir.is_dir():
             return []
         found = []
-        for meta in sorted(self._dir.glob("*.json")):
+        damaged = set()
+        for meta in self._dir.glob("*.json"):
             try:
                 found.append(SpoolEntry.from_json(meta.read_bytes()))
             except (ValueError, KeyError, TypeError):
-                meta.rename(meta.with_name(meta.name + ".bad"))
-        stems = {e.stem for e in found}
+                # Set aside with its bytes: an acknowledged tile is never deleted.
+                damaged.add(meta.stem)
+                for part in (meta, meta.with_suffix(".tile")):
+                    if part.exists():
+                        part.rename(part.with_name(part.name + ".bad"))
+        found.sort(key=lambda e: (e.tile_id, e.stem))
+        stems = {e.stem for e in found} | damaged
         for stray in self._dir.iterdir():
             # Data without metadata: a write interrupted before it was acknowledged.
             if stray.name.startswith(".tmp-") or (

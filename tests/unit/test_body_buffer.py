@@ -13,7 +13,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from imagecatcher.domain import BadParameter
-from imagecatcher.http import _STATUS, BodyBuffer, BodyTooLarge, CatcherRequest, request_body
+from imagecatcher.http import (
+    _STATUS,
+    BodyBuffer,
+    BodyTooLarge,
+    CatcherRequest,
+    request_body,
+)
 
 
 class _FakeRequest:
@@ -131,11 +137,6 @@ def test_read_past_the_end_is_clipped() -> None:
     assert buf.read(100) == b"cd" and buf.tell() == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: http.py BodyBuffer.seek treats every whence != 0 as SEEK_END, so"
-    " seek(n, io.SEEK_CUR) moves relative to the end, not the current position",
-)
 def test_seek_relative_to_current_position() -> None:
     """seek(n, SEEK_CUR) moves from the current position, like a file."""
     buf = BodyBuffer(None, limit=100)
@@ -144,12 +145,6 @@ def test_seek_relative_to_current_position() -> None:
     assert buf.seek(3, io.SEEK_CUR) == 5 and buf.read(1) == b"5"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: http.py BodyBuffer.write does not advance the position, so tell()"
-    " after the body arrived is 0; twisted.web Request.requestReceived reads the"
-    " content length as content.tell() (http.py:1053 in Twisted 26.10)",
-)
 def test_tell_after_writing_is_the_body_length() -> None:
     """After writes the position is at the end, like a file opened for writing."""
     buf = BodyBuffer(5, limit=100)
@@ -198,7 +193,7 @@ def test_request_body_of_a_plain_file() -> None:
 class _Recorder(Resource):
     """Records every request it serves and its body (or the refusal)."""
 
-    isLeaf = True
+    isLeaf = True  # noqa: N815 - Twisted's name
 
     def __init__(self) -> None:
         super().__init__()
@@ -274,13 +269,6 @@ def test_malformed_multipart_post_reaches_the_resource() -> None:
     assert answer.startswith(b"HTTP/1.1 200")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: http.py CatcherRequest sets _parsePOSTFormSubmission = False as a"
-    " class attribute, but twisted.web Request.__init__ overwrites it per instance"
-    " with the Site's default (True); form parsing is only skipped because"
-    " BodyBuffer.tell() wrongly returns 0",
-)
 def test_catcher_request_disables_twisted_form_parsing() -> None:
     """A CatcherRequest created by a default Site has twisted's form parsing off."""
     recorder, _answer = _serve(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")

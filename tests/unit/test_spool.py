@@ -51,9 +51,7 @@ def test_put_then_entries_round_trips(spool: Spool) -> None:
     assert run(spool.read(entry)) == b"tile bytes"
 
 
-def test_put_creates_the_directory_and_two_files(
-    spool: Spool, spool_dir: Path
-) -> None:
+def test_put_creates_the_directory_and_two_files(spool: Spool, spool_dir: Path) -> None:
     """put creates the directory and leaves exactly <stem>.tile and <stem>.json."""
     entry = _entry()
     run(spool.put(entry, memoryview(b"tile bytes")))
@@ -166,11 +164,6 @@ def test_json_with_bad_checksum_hex_or_extra_key_is_set_aside(
     assert _names(spool_dir) == ["1-a.json.bad", "2-b.json.bad"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: spool.py Spool._entries renames a corrupt <stem>.json to .bad but"
-    " then unlinks its <stem>.tile as stray debris, destroying acknowledged bytes",
-)
 def test_corrupt_json_keeps_the_tile_bytes(spool: Spool, spool_dir: Path) -> None:
     """Setting a corrupt entry aside keeps its acknowledged bytes on disk."""
     entry = _entry()
@@ -181,11 +174,6 @@ def test_corrupt_json_keeps_the_tile_bytes(spool: Spool, spool_dir: Path) -> Non
     assert [p.read_bytes() for p in kept] == [b"tile bytes"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: spool.py Spool._entries sorts *.json by file name as text, so tile"
-    " 10 comes before tile 9, contrary to its 'oldest tile id first' docstring",
-)
 def test_entries_come_oldest_tile_id_first(spool: Spool) -> None:
     """entries() lists tile ids in numeric order."""
     for tile_id in (10, 9, 100):
