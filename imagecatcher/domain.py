@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import datetime
 
 import attrs
 
@@ -102,3 +103,85 @@ class TileRecord:
 def jfs_path(uid: int, name: str) -> str:
     """The storage path of an acquisition file (§5.3)."""
     return f"/acquisitions/{uid}/{name}"
+
+
+@attrs.frozen
+class TileRow:
+    """A tile as the query routes report it (one row per tile, §14)."""
+
+    acq_uid: int
+    acq_when: datetime | None
+    acq_completed: datetime | None
+    tile_id: int
+    col: int
+    row: int
+    frame: int
+    camera: int | None
+    temca_id: int | None
+    jfs_path: str
+    jfs_key: str
+    location_url: str
+    sha1: bytes | None
+    md5: bytes | None
+    acquired: datetime | None
+    state: str
+    section: int
+
+    @property
+    def persisted(self) -> bool:
+        """Content is in the store."""
+        return bool(self.jfs_key)
+
+
+@attrs.frozen
+class TileFilter:
+    """The tile-query filters of §8.5 (None / negative = ignore)."""
+
+    acq_uid: int = 0
+    sample: str | None = None
+    project: str | None = None
+    owner: str | None = None
+    stack: str | None = None
+    mosaic_type: str | None = None
+    col: int = -1
+    row: int = -1
+    camera: int = -1
+    state: str | None = None
+    tile_from: datetime | None = None
+    tile_to: datetime | None = None
+    frame_type: str = "stable"
+    include_all: bool = False
+
+
+@attrs.frozen
+class AcquisitionFilter:
+    """The acquisition-query filters of §8.3/§8.4."""
+
+    acq_uid: int = 0
+    sample: str | None = None
+    project: str | None = None
+    owner: str | None = None
+    stack: str | None = None
+    mosaic_type: str | None = None
+    exists_state: str | None = None
+    all_state: str | None = None
+    acq_from: datetime | None = None
+    acq_to: datetime | None = None
+
+
+@attrs.frozen
+class NextTileRequest:
+    """The parameters of next-tile (§9.1)."""
+
+    old_state: str = "READY"
+    new_state: str = "IN_PROGRESS"
+    acq_uid: int = 0
+    section: int = -1
+    ntiles: int = 1
+    sample: str | None = None
+    project: str | None = None
+    stack: str | None = None
+    mosaic_type: str | None = None
+    tile_from: datetime | None = None
+    tile_to: datetime | None = None
+    frame_type: str = "stable"

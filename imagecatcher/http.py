@@ -8,20 +8,25 @@ for JSON routes, plain text for ``ping`` and the content routes (§1.0).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from zope.interface import implementer
 
 from klein import Klein
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
@@ -31,16 +36,31 @@ from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.calibrations import parse_calibrations
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import (
+    AcquisitionFilter,
     BadParameter,
     CalibrationError,
     CatcherError,
+    NextTileRequest,
     QueueStatus,
+    TileFilter,
+    TileRow,
 )
 from imagecatcher.domain import NotFound as CatcherNotFound
 from imagecatcher.multipart import Part, is_multipart, parse_multipart
 from imagecatcher.names import parse_tile_name
 from imagecatcher.pipeline import Captured, Pipeline, TileUpload
-from imagecatcher.storage import ContentStore, StoreError
+from imagecatcher.storage import ContentStore, StoredObject, StoreError
+from imagecatcher.tilespec import (
+    NO_TILE_READY,
+    NO_TILE_READY_IN_SECTION,
+    SERVED_ALL_ACQ,
+    SERVED_ALL_SECTION,
+    TILE_FOUND,
+    parse_tile_state_body,
+    tile_spec,
+)
+from imagecatcher.timefmt import parse_acq_time, parse_tile_time
+from imagecatcher.views import acquisition_json, grouped_tiles, tile_info
 
 log = Logger()
 
@@ -308,8 +328,13 @@ def calibration_json(row: tuple[int, str, datetime | None, str]) -> dict[str, An
     return entry
 
 
+class MoreThanOne(CatcherError):
+    """Two tiles match where one was expected (HTTP 409)."""
+
+
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (BodyTooLarge, 413),
+    (MoreThanOne, 409),
     (BadParameter, 400),
     (CalibrationError, 400),
     (CatcherNotFound, 404),
@@ -334,6 +359,9 @@ class CatcherAPI:
         acquisitions: Acquisitions | None = None,
         ping_collection: str = "",
         max_tile_bytes: int = 64 * 1024 * 1024,
+        threads: ThreadPool | None = None,
+        lease_seconds: float = 0.0,
+        tiles_url_base: str = "",
     ) -> None:
         self._repo = repo
         self._store = store
@@ -343,6 +371,10 @@ class CatcherAPI:
         self._acquisitions = acquisitions
         self._ping_collection = ping_collection
         self._max_tile_bytes = max_tile_bytes
+        self._threads = threads
+        self._lease = lease_seconds
+        self._tiles_url_base = tiles_url_base
+        self._reactor: Any = clock
 
     def resource(self) -> Any:
         """The twisted.web resource serving this API."""
@@ -534,6 +566,249 @@ class CatcherAPI:
             return _json(request, 404, {})
         return _json(request, 200, calibration_json(row))
 
+    # -- queries (§1.8-§1.17) ------------------------------------------------------
+
+    @router.route("/service/v1/projects", methods=["GET"])
+    async def projects(self, request: IRequest) -> bytes:
+        """Distinct (project, owner) pairs (§1.8, §8.4)."""
+        request.setHeader(b"content-type", b"application/json")
+        f = _acquisition_filter(
+            request, "has-acq-from", "has-acq-to", with_states=False
+        )
+        limit, skip = _page(request)
+        pairs = await self._repo.projects(f, limit, skip)
+        items = [{"ProjectName": p, "ProjectOwner": o} for p, o in pairs]
+        return _json(request, 200, {"length": len(items), "projects": items})
+
+    @router.route("/service/v1/acquisitions", methods=["GET"])
+    async def acquisitions(self, request: IRequest) -> bytes:
+        """Acquisitions matching §8.3."""
+        request.setHeader(b"content-type", b"application/json")
+        f = _acquisition_filter(request, "acq-from", "acq-to", with_states=True)
+        limit, skip = _page(request)
+        rows = await self._repo.acquisitions(f, limit, skip)
+        items = [acquisition_json(r) for r in rows]
+        return _json(request, 200, {"acquisitions": items, "length": len(items)})
+
+    @router.route("/service/v1/acquisition/<acqid>/tiles", methods=["GET"])
+    async def acquisition_tiles(self, request: IRequest, acqid: str) -> bytes:
+        """Tiles of one acquisition, grouped (§1.12)."""
+        request.setHeader(b"content-type", b"application/json")
+        f = _tile_filter(request, parse_uint64("acqid", acqid), cross=False)
+        limit, skip = _page(request)
+        return _json(
+            request, 200, grouped_tiles(await self._repo.tiles(f, limit, skip))
+        )
+
+    @router.route("/service/v1/tiles", methods=["GET"])
+    async def tiles(self, request: IRequest) -> bytes:
+        """Tiles across acquisitions, grouped (§1.16)."""
+        request.setHeader(b"content-type", b"application/json")
+        acq = query(request, "acqid")
+        f = _tile_filter(request, parse_uint64("acqid", acq) if acq else 0, cross=True)
+        limit, skip = _page(request)
+        return _json(
+            request, 200, grouped_tiles(await self._repo.tiles(f, limit, skip))
+        )
+
+    async def _stable_tile(self, acqid: str, col: str, row: str) -> TileRow:
+        f = TileFilter(
+            acq_uid=parse_uint64("acqid", acqid),
+            col=parse_int32("col", col),
+            row=parse_int32("row", row),
+        )
+        if f.acq_uid == 0 or f.col < 0 or f.row < 0:
+            raise BadParameter(
+                "acqid must be positive; col and row must not be negative"
+            )
+        found = await self._repo.tiles(f, 2, 0)
+        where = f"acquisition {f.acq_uid}, col {f.col}, row {f.row}"
+        if not found:
+            raise CatcherNotFound(f"No tile found for {where}")
+        if len(found) > 1:
+            raise MoreThanOne(f"More than one frame found for {where}")
+        return found[0]
+
+    @router.route("/service/v1/acquisition/<acqid>/tile/<col>/<row>", methods=["GET"])
+    async def stable_tile(
+        self, request: IRequest, acqid: str, col: str, row: str
+    ) -> bytes:
+        """One stable, stored tile by position (§1.13)."""
+        request.setHeader(b"content-type", b"application/json")
+        return _json(request, 200, tile_info(await self._stable_tile(acqid, col, row)))
+
+    @router.route("/service/v1/tile/<tileid>", methods=["GET"])
+    async def tile_by_id(self, request: IRequest, tileid: str) -> bytes:
+        """One tile by id, any frame, stored or not (§1.17); 404 when unknown (Q7)."""
+        request.setHeader(b"content-type", b"application/json")
+        return _json(request, 200, tile_info(await self._tile(tileid)))
+
+    async def _tile(self, tileid: str) -> TileRow:
+        tile_id = parse_int64("tileid", tileid)
+        tile = await self._repo.tile(tile_id)
+        if tile is None:
+            raise CatcherNotFound(f"No tile found for tile id {tile_id}")
+        return tile
+
+    # -- content (§1.14, §1.15, §1.18) -----------------------------------------------
+
+    @router.route(
+        "/service/v1/acquisition/<acqid>/tile/<col>/<row>/content", methods=["GET"]
+    )
+    async def stable_tile_content(
+        self, request: IRequest, acqid: str, col: str, row: str
+    ) -> bytes:
+        """The bytes of a stable tile (§1.14)."""
+        try:
+            tile = await self._stable_tile(acqid, col, row)
+            return await self._content(request, tile)
+        except Exception as e:
+            return _plain_error(request, e)
+
+    @router.route("/service/v1/tile/<tileid>/content", methods=["GET"])
+    async def tile_content(self, request: IRequest, tileid: str) -> bytes:
+        """The bytes of a tile by id (§1.18); 404 when unknown or not stored (Q7)."""
+        try:
+            return await self._content(request, await self._tile(tileid))
+        except Exception as e:
+            return _plain_error(request, e)
+
+    async def _content(self, request: IRequest, tile: TileRow) -> bytes:
+        if not tile.persisted:
+            raise CatcherNotFound(
+                f"Tile metadata found but no content found for tile {tile.tile_id}"
+            )
+        obj = StoredObject(tile.jfs_key, tile.location_url)
+        size = await self._store.size(obj)
+        etag = f'"{tile.sha1.hex()}"'.encode("ascii") if tile.sha1 else None
+        request.setHeader(b"content-type", b"image/tiff")
+        request.setHeader(b"accept-ranges", b"bytes")
+        if etag:
+            request.setHeader(b"etag", etag)
+            if request.getHeader(b"if-none-match") == etag:
+                request.setResponseCode(304)
+                return b""
+        span = byte_range(request.getHeader(b"range"), size)
+        if span is None:
+            start, end = 0, size - 1
+            request.setResponseCode(200)
+        else:
+            start, end = span
+            request.setResponseCode(206)
+            request.setHeader(b"content-range", f"bytes {start}-{end}/{size}".encode())
+        request.setHeader(b"content-length", str(max(end - start + 1, 0)).encode())
+        await stream_object(request, self._store, obj, start, end)
+        return b""
+
+    @router.route("/service/v1/verify-tile/<acqid>/tile/<tileid>", methods=["GET"])
+    async def verify_tile(self, request: IRequest, acqid: str, tileid: str) -> bytes:
+        """Re-read a tile's bytes and compare both checksums (§1.15, Q6 fixed)."""
+        request.setHeader(b"content-type", b"application/json")
+        tile = await self._tile(tileid)
+        info = tile_info(tile)
+        if not tile.persisted:
+            info["errormessage"] = f"JFSPath not set for {tile.tile_id}"
+            return _json(request, 417, info)
+        obj = StoredObject(tile.jfs_key, tile.location_url)
+        try:
+            md5, sha1 = await self._digest_object(obj)
+        except StoreError as e:
+            info["errormessage"] = (
+                f"Error while retrieving content for {tile.jfs_path}: {e}"
+            )
+            return _json(request, 417, info)
+        stored_md5 = tile.md5
+        if stored_md5 is None and tile.sha1 and tile.sha1.endswith(b"\0" * 4):
+            stored_md5 = tile.sha1[:16]  # written by the old service: MD5, zero padded
+        info["calculated_md5"], info["calculated_sha1"] = md5.hex(), sha1.hex()
+        wanted = "SHA1" if query(request, "checksum-algorithm") == "SHA1" else "MD5"
+        info["calculatedChecksum"] = sha1.hex() if wanted == "SHA1" else md5.hex()
+        problems = [
+            f"{name} checksum stored does not match the calculated checksum -"
+            f" stored {stored.hex()} but calculated {actual.hex()}"
+            for name, stored, actual in (
+                ("MD5", stored_md5, md5),
+                ("SHA1", tile.sha1, sha1),
+            )
+            if stored is not None
+            and stored != actual
+            and not (name == "SHA1" and tile.md5 is None and stored_md5 is not None)
+        ]
+        if problems:
+            info["errormessage"] = "; ".join(problems)
+            return _json(request, 417, info)
+        return _json(request, 200, info)
+
+    async def _digest_object(self, obj: StoredObject) -> tuple[bytes, bytes]:
+        md5, sha1 = hashlib.md5(), hashlib.sha1()
+        size = await self._store.size(obj)
+        pos = 0
+        while pos < size:
+            chunk = await self._store.get_range(obj, pos, min(pos + CHUNK, size) - 1)
+            if not chunk:
+                break
+            if self._threads is None:
+                _update(md5, sha1, chunk)
+            else:
+                await deferToThreadPool(
+                    self._reactor, self._threads, _update, md5, sha1, chunk
+                )
+            pos += len(chunk)
+        return md5.digest(), sha1.digest()
+
+    # -- render work distribution (§9) -----------------------------------------------
+
+    @router.route("/service/v1/next-tile", methods=["POST"])
+    async def next_tile(self, request: IRequest) -> bytes:
+        """Hand out tile specs and move their links to newState (§9.1)."""
+        request.setHeader(b"content-type", b"application/json")
+        req = _next_tile_request(request)
+        batch = str(uuid.uuid1())
+        specs = await self._repo.claim_tiles(req, batch, self._lease)
+        body: dict[str, Any] = {"nTilesRequested": req.ntiles}
+        if req.acq_uid > 0:
+            body["requestedAcqId"] = req.acq_uid
+        if req.section >= 0:
+            body["requestedSection"] = req.section
+        if specs:
+            body["resultType"] = TILE_FOUND
+        else:
+            body["resultType"] = await self._nothing_found(req)
+        body["nTilesFound"] = len(specs)
+        body["results"] = [
+            {
+                "acqid": s.acq_uid,
+                "section": s.nominal_section,
+                "tilespec": tile_spec(s, self._tiles_url_base),
+            }
+            for s in specs
+        ]
+        return _json(request, 200, body)
+
+    async def _nothing_found(self, req: NextTileRequest) -> str:
+        in_section = req.section >= 0
+        waiting = NO_TILE_READY_IN_SECTION if in_section else NO_TILE_READY
+        if req.acq_uid <= 0:
+            return waiting
+        completed, counts = await self._repo.served_state(req)
+        if completed and counts and set(counts) == {req.new_state}:
+            return SERVED_ALL_SECTION if in_section else SERVED_ALL_ACQ
+        return waiting
+
+    @router.route("/service/v1/tile-state", methods=["PUT"])
+    async def tile_state(self, request: IRequest) -> bytes:
+        """Set the state of the tiles named by tile-spec ids (§9.3)."""
+        request.setHeader(b"content-type", b"application/json")
+        state, ids = parse_tile_state_body(bytes(request_body(request)))
+        for i in ids:
+            if min(i.acq_uid, i.col, i.row, i.section) < 0:
+                # Q24: a negative field used to widen the update; now refused.
+                raise BadParameter(
+                    f"Invalid tile spec ID {i}: fields must not be negative"
+                )
+        changed = await self._repo.set_tile_states(state, ids)
+        return _json(request, 200, {"nUpdates": changed})
+
     # -- errors ------------------------------------------------------------------------
 
     @router.handle_errors(NotFound)
@@ -576,3 +851,203 @@ def capture_json(result: Captured) -> dict[str, Any]:
         body["tile_camera"] = result.camera
         body["tile_frame"] = result.tile_name.frame
     return body
+
+
+#: Bytes read from the store per step when streaming or hashing content.
+CHUNK = 1024 * 1024
+
+
+def _update(md5: Any, sha1: Any, chunk: bytes) -> None:
+    md5.update(chunk)
+    sha1.update(chunk)
+
+
+def parse_int32(param: str, value: str) -> int:
+    """A path or query integer of type int32 (§1.0)."""
+    return _parse_int(param, value, -(2**31), 2**31 - 1)
+
+
+_BOOLEANS = {
+    "1": True,
+    "t": True,
+    "T": True,
+    "TRUE": True,
+    "true": True,
+    "True": True,
+    "0": False,
+    "f": False,
+    "F": False,
+    "FALSE": False,
+    "false": False,
+    "False": False,
+}
+
+
+def parse_bool(param: str, value: str) -> bool:
+    """A boolean query parameter (§1.0)."""
+    if value not in _BOOLEANS:
+        raise BadParameter(
+            f"Error while parsing the {param} parameter - {value}: invalid syntax"
+        )
+    return _BOOLEANS[value]
+
+
+def _page(request: IRequest) -> tuple[int, int]:
+    offset = parse_int64("offset", query(request, "offset") or "0")
+    length = parse_int32("length", query(request, "length") or "-1")
+    return page(offset, length)
+
+
+def _acquisition_filter(
+    request: IRequest, from_param: str, to_param: str, with_states: bool
+) -> AcquisitionFilter:
+    acq_from, acq_to = query(request, from_param), query(request, to_param)
+    acqid = query(request, "acqid") if with_states else None
+    return AcquisitionFilter(
+        acq_uid=parse_uint64("acqid", acqid) if acqid else 0,
+        sample=query(request, "sample"),
+        project=query(request, "project"),
+        owner=query(request, "owner"),
+        stack=query(request, "stack"),
+        mosaic_type=query(request, "mosaic-type"),
+        exists_state=query(request, "exists-tile-in-state") if with_states else None,
+        all_state=query(request, "all-tiles-in-state") if with_states else None,
+        acq_from=parse_acq_time(from_param, acq_from) if acq_from else None,
+        acq_to=parse_acq_time(to_param, acq_to) if acq_to else None,
+    )
+
+
+def _tile_filter(request: IRequest, acq_uid: int, cross: bool) -> TileFilter:
+    def number(name: str) -> int:
+        value = query(request, name)
+        return parse_int32(name, value) if value else -1
+
+    tile_from, tile_to = query(request, "tile-from"), query(request, "tile-to")
+    include = query(request, "include-all")
+    return TileFilter(
+        acq_uid=acq_uid,
+        sample=query(request, "sample") if cross else None,
+        project=query(request, "project") if cross else None,
+        owner=query(request, "owner") if cross else None,
+        stack=query(request, "stack") if cross else None,
+        mosaic_type=query(request, "mosaic-type") if cross else None,
+        col=number("col"),
+        row=number("row"),
+        camera=number("camera"),
+        state=query(request, "tile-state"),
+        tile_from=parse_tile_time("tile-from", tile_from) if tile_from else None,
+        tile_to=parse_tile_time("tile-to", tile_to) if tile_to else None,
+        frame_type=query(request, "frame-type") or "stable",
+        include_all=parse_bool("include-all", include) if include else False,
+    )
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class RangeNotSatisfiable(CatcherError):
+    """A Range header outside the object (HTTP 416)."""
+
+
+def byte_range(header: bytes | None, size: int) -> tuple[int, int] | None:
+    """The inclusive span a single ``Range: bytes=`` header asks for, or None.
+
+    Multiple ranges and unparsable headers are ignored (the whole object is
+    sent, as RFC 9110 allows); a range starting past the end is 416.
+    """
+    if not header:
+        return None
+    m = _RANGE.fullmatch(header.decode("latin-1").strip())
+    if m is None or (not m.group(1) and not m.group(2)):
+        return None
+    if not m.group(1):  # suffix: the last n bytes
+        n = int(m.group(2))
+        return (max(size - n, 0), size - 1) if n > 0 and size > 0 else None
+    start = int(m.group(1))
+    end = int(m.group(2)) if m.group(2) else size - 1
+    if start >= size:
+        raise RangeNotSatisfiable(f"Range not satisfiable: {size} bytes")
+    if end < start:
+        return None
+    return start, min(end, size - 1)
+
+
+@implementer(IPushProducer)
+class _Throttle:
+    """Pauses the copy loop while the client's socket buffer is full."""
+
+    def __init__(self) -> None:
+        self.waiting: Deferred[None] | None = None
+        self.stopped = False
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        if self.waiting is None:
+            self.waiting = Deferred()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting.callback(None)
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.stopped = True
+        self.resumeProducing()
+
+
+async def stream_object(
+    request: IRequest, store: ContentStore, obj: StoredObject, start: int, end: int
+) -> None:
+    """Copy bytes ``start``..``end`` to the response, one CHUNK in memory at a time."""
+    throttle = _Throttle()
+    request.registerProducer(throttle, True)  # type: ignore[attr-defined]
+    try:
+        pos = start
+        while pos <= end and not throttle.stopped:
+            chunk = await store.get_range(obj, pos, min(pos + CHUNK - 1, end))
+            if not chunk:
+                break
+            request.write(chunk)
+            pos += len(chunk)
+            if throttle.waiting is not None:
+                await throttle.waiting
+    finally:
+        request.unregisterProducer()  # type: ignore[attr-defined]
+
+
+def _plain_error(request: IRequest, error: Exception) -> bytes:
+    """Plain-text errors of the content routes (§1.0)."""
+    if isinstance(error, RangeNotSatisfiable):
+        return _plain(request, 416, str(error))
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return _plain(request, status, str(error))
+    log.failure("serving content", Failure(error))
+    return _plain(request, 500, f"Internal error: {error}")
+
+
+def _next_tile_request(request: IRequest) -> NextTileRequest:
+    acqid, section = query(request, "acqid"), query(request, "section")
+    ntiles = parse_int32("ntiles", query(request, "ntiles") or "1")
+    if ntiles <= 0:
+        # Q23: the old service removed the LIMIT and moved every tile.
+        raise BadParameter("Error while parsing the ntiles parameter - it must be > 0")
+    tile_from, tile_to = query(request, "tile-from"), query(request, "tile-to")
+    req = NextTileRequest(
+        old_state=query(request, "oldState") or "READY",
+        new_state=query(request, "newState") or "IN_PROGRESS",
+        acq_uid=parse_uint64("acqid", acqid) if acqid else 0,
+        section=parse_int64("section", section) if section else -1,
+        ntiles=min(ntiles, MAX_ROWS),
+        sample=query(request, "sample"),
+        project=query(request, "project"),
+        stack=query(request, "stack"),
+        mosaic_type=query(request, "mosaic-type"),
+        tile_from=parse_tile_time("tile-from", tile_from) if tile_from else None,
+        tile_to=parse_tile_time("tile-to", tile_to) if tile_to else None,
+        frame_type=query(request, "frame-type") or "stable",
+    )
+    if req.old_state == req.new_state:
+        raise BadParameter("oldState and newState must differ")
+    if len(req.new_state) > 64:
+        raise BadParameter("newState is longer than 64 characters")
+    return req

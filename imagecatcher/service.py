@@ -185,6 +185,9 @@ def build_service(config: Config, reactor: Any) -> IService:
             acquisitions=acquisitions,
             ping_collection=config.jfs_mapping.get("PING", ""),
             max_tile_bytes=config.max_tile_bytes,
+            threads=threads,
+            lease_seconds=config.tile_lease_seconds,
+            tiles_url_base=config.tiles_url_base,
         )
         site = Site(api.resource())
         site.requestFactory = _request_factory(config.max_tile_bytes)

@@ -8,8 +8,9 @@ methods of :class:`Repository` are what the rest of the code calls.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -18,8 +19,17 @@ from imagecatcher.acqlog import AcquisitionLog
 from imagecatcher.calibrations import Calibration, mask_url
 from imagecatcher.db.dialect import Cursor
 from imagecatcher.db.pool import Database
-from imagecatcher.domain import Acquisition, CalibrationError, TileRecord
+from imagecatcher.domain import (
+    Acquisition,
+    AcquisitionFilter,
+    CalibrationError,
+    NextTileRequest,
+    TileFilter,
+    TileRecord,
+    TileRow,
+)
 from imagecatcher.rois import RoiRegion
+from imagecatcher.tilespec import SpecInput, TileSpecId
 
 # -- health -------------------------------------------------------------------
 
@@ -191,6 +201,13 @@ _UPDATE_ACQUISITION = (
 )
 
 
+def _single(value: float) -> float:
+    # FLOAT columns are single precision in MySQL (and reach us as shortest
+    # decimal text); SQLite keeps doubles.  Round through float32 on the way
+    # in and out so both engines give the tile specs the same value (§9.2).
+    return float(struct.unpack("<f", struct.pack("<f", value))[0])
+
+
 def _acquisition_values(
     log: AcquisitionLog, uid: int, now: datetime
 ) -> tuple[Any, ...]:
@@ -207,10 +224,10 @@ def _acquisition_values(
         log.y_big_step_pix,
         log.number_of_x_steps,
         log.number_of_y_steps,
-        log.center_x_m,
-        log.center_y_m,
+        _single(log.center_x_m),
+        _single(log.center_y_m),
         0.0,
-        log.pixels_per_um,
+        _single(log.pixels_per_um),
         log.tem_magnification,
         "",
         log.sample_name,
@@ -701,6 +718,434 @@ def _store_ancillary(
     return file_object_id
 
 
+# -- queries (§1.8-§1.17, §8) ------------------------------------------------------
+
+ACQUISITION_COLUMNS = (
+    "a.ini_file_denorm_id, m.tem_camera_image_mosaic_id, a.when_acquired,"
+    " a.when_inserted, a.when_completed, a.uid, a.number_of_cameras, a.x_sm_step_pix,"
+    " a.y_sm_step_pix, a.x_big_step_pix, a.y_big_step_pix, a.number_of_x_steps,"
+    " a.number_of_y_steps, a.center_x_m, a.center_y_m, a.tem_y_m, a.pixels_per_um,"
+    " a.tem_magnification, a.url, a.sample_name, a.project_name, a.project_owner,"
+    " a.stack_name, a.mosaic_type, a.roi_tiles_file, a.microscopist_name, a.notes,"
+    " m.target_num_cols, m.target_num_rows"
+)
+
+
+def _acquisition_conditions(
+    f: AcquisitionFilter, acq_from: str = "acq-from"
+) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("a.sample_name", f.sample),
+        ("a.project_name", f.project),
+        ("a.project_owner", f.owner),
+        ("a.stack_name", f.stack),
+        ("a.mosaic_type", f.mosaic_type),
+    ):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    if f.acq_uid:
+        where.append("a.uid = %s")
+        params.append(f.acq_uid)
+    if f.acq_from is not None:
+        where.append("a.when_acquired >= %s")
+        params.append(f.acq_from)
+    if f.acq_to is not None:
+        where.append("a.when_acquired < %s")
+        params.append(f.acq_to)
+    # Q36: both state filters walk the (state, ROI) index of the mosaic's
+    # ROIs instead of aggregating over every link of every acquisition.
+    in_state = (
+        "EXISTS (SELECT 1 FROM image_mosaic_rois x JOIN roi_images l"
+        " ON l.image_mosaic_roi_id = x.image_mosaic_roi_id"
+        " WHERE x.tem_camera_image_mosaic_id = m.tem_camera_image_mosaic_id"
+        " AND l.current_state = %s)"
+    )
+    if f.exists_state is not None:
+        where.append(in_state)
+        params.append(f.exists_state)
+    if f.all_state is not None:
+        where.append(in_state)
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM image_mosaic_rois x JOIN roi_images l"
+            " ON l.image_mosaic_roi_id = x.image_mosaic_roi_id"
+            " WHERE x.tem_camera_image_mosaic_id = m.tem_camera_image_mosaic_id"
+            " AND l.current_state <> %s)"
+        )
+        params += [f.all_state, f.all_state]
+    return where, params
+
+
+def _where(conditions: Sequence[str]) -> str:
+    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
+
+
+def _acquisitions(
+    cur: Cursor, f: AcquisitionFilter, limit: int, offset: int
+) -> list[tuple[Any, ...]]:
+    where, params = _acquisition_conditions(f)
+    cur.execute(
+        f"SELECT {ACQUISITION_COLUMNS} FROM ini_files_denorm a"  # noqa: S608
+        " JOIN tem_camera_image_mosaics m ON m.ini_file_denorm_id = a.ini_file_denorm_id"
+        f"{_where(where)} ORDER BY a.uid LIMIT %s OFFSET %s",
+        (*params, limit, offset),
+    )
+    return [tuple(r) for r in cur.fetchall()]
+
+
+def _projects(
+    cur: Cursor, f: AcquisitionFilter, limit: int, offset: int
+) -> list[tuple[str, str]]:
+    where, params = _acquisition_conditions(f)
+    cur.execute(
+        "SELECT DISTINCT a.project_name, a.project_owner FROM ini_files_denorm a"  # noqa: S608
+        f"{_where(where)} ORDER BY a.project_name, a.project_owner LIMIT %s OFFSET %s",
+        (*params, limit, offset),
+    )
+    return [(r[0] or "", r[1] or "") for r in cur.fetchall()]
+
+
+_TILE_SELECT = (
+    "SELECT a.uid, a.when_acquired, a.when_completed, t.tem_camera_image_id,"
+    " t.mosaic_col, t.mosaic_row, t.frame_number, c.tem_camera_number, m.temca_id,"
+    " r.jfs_path, r.jfs_key, r.location_url, f.sha1_checksum, f.md5_checksum,"
+    " t.acquired_timestamp, l.current_state, roi.sample_section_id"
+    " FROM tem_camera_images t"
+    " JOIN tem_camera_image_mosaics m"
+    " ON m.tem_camera_image_mosaic_id = t.tem_camera_image_mosaic_id"
+    " JOIN ini_files_denorm a ON a.ini_file_denorm_id = m.ini_file_denorm_id"
+    " JOIN file_objects f ON f.file_object_id = t.file_object_id"
+    " JOIN file_object_fs_replicas r ON r.file_object_fs_replica_id ="
+    " (SELECT MIN(r2.file_object_fs_replica_id) FROM file_object_fs_replicas r2"
+    " WHERE r2.file_object_id = t.file_object_id)"
+    " LEFT JOIN tem_camera_configurations c"
+    " ON c.tem_camera_configuration_id = t.tem_camera_configuration_id"
+)
+
+
+def _tile_row(r: Sequence[Any]) -> TileRow:
+    return TileRow(
+        acq_uid=int(r[0]),
+        acq_when=r[1],
+        acq_completed=r[2],
+        tile_id=int(r[3]),
+        col=int(r[4]),
+        row=int(r[5]),
+        frame=int(r[6]),
+        camera=None if r[7] is None else int(r[7]),
+        temca_id=None if r[8] is None else int(r[8]),
+        jfs_path=r[9] or "",
+        jfs_key=r[10] or "",
+        location_url=r[11] or "",
+        sha1=None if r[12] is None else bytes(r[12]),
+        md5=None if r[13] is None else bytes(r[13]),
+        acquired=r[14],
+        state=r[15] or "",
+        section=int(r[16] or 0),
+    )
+
+
+_FIRST_LINK_JOIN = (
+    " LEFT JOIN roi_images l ON l.roi_image_id = (SELECT MIN(l2.roi_image_id)"
+    " FROM roi_images l2 WHERE l2.tem_camera_image_id = t.tem_camera_image_id)"
+    " LEFT JOIN image_mosaic_rois roi ON roi.image_mosaic_roi_id = l.image_mosaic_roi_id"
+)
+_FIRST_LINK_IN_STATE_JOIN = (
+    " LEFT JOIN roi_images l ON l.roi_image_id = (SELECT MIN(l2.roi_image_id)"
+    " FROM roi_images l2 WHERE l2.tem_camera_image_id = t.tem_camera_image_id"
+    " AND l2.current_state = %s)"
+    " LEFT JOIN image_mosaic_rois roi ON roi.image_mosaic_roi_id = l.image_mosaic_roi_id"
+)
+
+
+def _link_join(state: str | None) -> tuple[str, list[Any]]:
+    # One row per tile (Q9, §14): the tile's first link (in that state, when
+    # filtering by state) stands for its state and section.
+    if state is None:
+        return _FIRST_LINK_JOIN, []
+    return _FIRST_LINK_IN_STATE_JOIN, [state]
+
+
+def _tiles(cur: Cursor, f: TileFilter, limit: int, offset: int) -> list[TileRow]:
+    join, params = _link_join(f.state)
+    where: list[str] = []
+    for column, value in (
+        ("a.sample_name", f.sample),
+        ("a.project_name", f.project),
+        ("a.project_owner", f.owner),
+        ("a.stack_name", f.stack),
+        ("a.mosaic_type", f.mosaic_type),
+    ):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    for column, number in (
+        ("a.uid", f.acq_uid if f.acq_uid > 0 else -1),
+        ("t.mosaic_col", f.col),
+        ("t.mosaic_row", f.row),
+        ("c.tem_camera_number", f.camera),
+    ):
+        if number >= 0:
+            where.append(f"{column} = %s")
+            params.append(number)
+    if f.state is not None:
+        where.append("l.roi_image_id IS NOT NULL")
+    if f.tile_from is not None:
+        where.append("t.acquired_timestamp >= %s")
+        params.append(f.tile_from)
+    if f.tile_to is not None:
+        where.append("t.acquired_timestamp < %s")
+        params.append(f.tile_to)
+    frame_type = f.frame_type.lower()
+    if frame_type == "drift":
+        where.append("t.frame_number <> -1")
+    elif frame_type != "all":
+        where.append("t.frame_number = -1")
+    if not f.include_all:
+        where.append("r.jfs_key IS NOT NULL AND r.jfs_key <> ''")
+    cur.execute(
+        f"{_TILE_SELECT}{join}{_where(where)}"
+        " ORDER BY t.acquired_timestamp, t.tem_camera_image_id LIMIT %s OFFSET %s",
+        (*params, limit, offset),
+    )
+    return [_tile_row(r) for r in cur.fetchall()]
+
+
+def _tile_by_id_row(cur: Cursor, tile_id: int) -> TileRow | None:
+    join, params = _link_join(None)
+    cur.execute(
+        f"{_TILE_SELECT}{join} WHERE t.tem_camera_image_id = %s",
+        (*params, tile_id),
+    )
+    row = cur.fetchone()
+    return None if row is None else _tile_row(row)
+
+
+# -- render work distribution (§9) -----------------------------------------------------
+
+_ELIGIBLE_FROM = (
+    " FROM roi_images l"
+    " JOIN image_mosaic_rois roi ON roi.image_mosaic_roi_id = l.image_mosaic_roi_id"
+    " JOIN tem_camera_images t ON t.tem_camera_image_id = l.tem_camera_image_id"
+    " JOIN tem_camera_image_mosaics m"
+    " ON m.tem_camera_image_mosaic_id = t.tem_camera_image_mosaic_id"
+    " JOIN ini_files_denorm a ON a.ini_file_denorm_id = m.ini_file_denorm_id"
+    " JOIN file_object_fs_replicas r ON r.file_object_fs_replica_id ="
+    " (SELECT MIN(r2.file_object_fs_replica_id) FROM file_object_fs_replicas r2"
+    " WHERE r2.file_object_id = t.file_object_id)"
+    " JOIN tem_camera_configurations c"
+    " ON c.tem_camera_configuration_id = t.tem_camera_configuration_id"
+)
+_ORDER = " ORDER BY a.when_acquired, roi.sample_section_id, t.mosaic_col, t.mosaic_row,"
+_ORDER += " l.roi_image_id"
+
+
+def _eligible(req: NextTileRequest, state: str) -> tuple[list[str], list[Any]]:
+    where = [
+        "l.current_state = %s",
+        "roi.sample_section_id IS NOT NULL",
+        "r.jfs_key IS NOT NULL AND r.jfs_key <> ''",
+    ]
+    params: list[Any] = [state]
+    if req.section >= 0:
+        where.append("roi.sample_section_id = %s")
+        params.append(req.section)
+    if req.acq_uid > 0:
+        where.append("a.uid = %s")
+        params.append(req.acq_uid)
+    else:  # §9.1: acquisition filters apply only without acqid
+        for column, value in (
+            ("a.sample_name", req.sample),
+            ("a.project_name", req.project),
+            ("a.stack_name", req.stack),
+            ("a.mosaic_type", req.mosaic_type),
+        ):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+    if req.tile_from is not None:
+        where.append("t.acquired_timestamp >= %s")
+        params.append(req.tile_from)
+    if req.tile_to is not None:
+        where.append("t.acquired_timestamp < %s")
+        params.append(req.tile_to)
+    frame_type = req.frame_type.lower()
+    if frame_type == "drift":
+        where.append("t.frame_number <> -1")
+    elif frame_type != "all":
+        where.append("t.frame_number = -1")
+    return where, params
+
+
+_SPEC_COLUMNS = (
+    "SELECT a.uid, t.mosaic_col, t.mosaic_row, c.tem_camera_number, c.temca_id,"
+    " c.tem_camera_width, c.tem_camera_height, c.tem_camera_mask_url,"
+    " c.tem_camera_transformation_ref, r.location_url, r.jfs_path,"
+    " roi.sample_section_id, a.number_of_cameras, a.center_x_m, a.center_y_m,"
+    " a.tem_y_m, a.pixels_per_um, a.x_sm_step_pix, a.y_sm_step_pix, a.x_big_step_pix,"
+    " a.y_big_step_pix, a.number_of_x_steps, a.number_of_y_steps, a.sample_name,"
+    " a.when_acquired"
+)
+
+
+def _prev_acq_count(
+    cur: Cursor,
+    cache: dict[tuple[str, int, Any], int],
+    sample: str,
+    section: int,
+    when: Any,
+) -> int:
+    key = (sample, section, when)
+    if key not in cache:
+        cur.execute(
+            "SELECT COUNT(*) FROM acq_time_rois x JOIN tem_camera_image_mosaics m"
+            " ON m.tem_camera_image_mosaic_id = x.tem_camera_image_mosaic_id"
+            " JOIN ini_files_denorm a ON a.ini_file_denorm_id = m.ini_file_denorm_id"
+            " WHERE a.sample_name = %s AND x.nominal_section_number = %s"
+            " AND a.when_acquired < %s",
+            (sample, section, when),
+        )
+        cache[key] = int(cur.fetchone()[0])
+    return cache[key]
+
+
+def _claim_tiles(
+    cur: Cursor, req: NextTileRequest, batch: str, now: datetime, lease: float
+) -> list[SpecInput]:
+    if lease > 0:
+        # Leases that ran out give their links back to the state they had.
+        cur.execute(
+            "UPDATE roi_images SET current_state = leased_from_state,"
+            " leased_from_state = NULL, lease_expires = NULL"
+            " WHERE lease_expires IS NOT NULL AND lease_expires < %s",
+            (now,),
+        )
+    where, params = _eligible(req, req.old_state)
+    cur.execute(
+        f"SELECT l.roi_image_id{_ELIGIBLE_FROM}{_where(where)}{_ORDER} LIMIT %s",
+        (*params, req.ntiles * 4),
+    )
+    candidates = [int(r[0]) for r in cur.fetchall()]
+    if not candidates:
+        return []
+    # Lock only the link rows, skipping those another daemon is claiming, and
+    # re-check their state under the lock: no link is ever handed out twice.
+    marks = ", ".join(["%s"] * len(candidates))
+    cur.execute(
+        f"SELECT roi_image_id FROM roi_images WHERE roi_image_id IN ({marks})"  # noqa: S608
+        " AND current_state = %s FOR UPDATE SKIP LOCKED",
+        (*candidates, req.old_state),
+    )
+    locked = {int(r[0]) for r in cur.fetchall()}
+    chosen = [c for c in candidates if c in locked][: req.ntiles]
+    if not chosen:
+        return []
+    marks = ", ".join(["%s"] * len(chosen))
+    expires = now + timedelta(seconds=lease) if lease > 0 else None
+    cur.execute(
+        "UPDATE roi_images SET current_state = %s, tx_hash = %s, lease_expires = %s,"  # noqa: S608
+        f" leased_from_state = %s WHERE roi_image_id IN ({marks})",
+        (req.new_state, batch, expires, req.old_state if lease > 0 else None, *chosen),
+    )
+    cur.execute(
+        f"{_SPEC_COLUMNS}{_ELIGIBLE_FROM} WHERE l.tx_hash = %s{_ORDER}",
+        (batch,),
+    )
+    rows = cur.fetchall()
+    cache: dict[tuple[str, int, Any], int] = {}
+    specs = []
+    for r in rows:
+        section = int(r[11])
+        specs.append(
+            SpecInput(
+                acq_uid=int(r[0]),
+                col=int(r[1]),
+                row=int(r[2]),
+                camera=int(r[3]),
+                temca_id=int(r[4]),
+                width=int(r[5] or 0),
+                height=int(r[6] or 0),
+                mask_url=r[7],
+                transformation_ref=r[8],
+                location_url=r[9] or "",
+                jfs_path=r[10] or "",
+                nominal_section=section,
+                prev_acq_count=_prev_acq_count(cur, cache, r[23] or "", section, r[24]),
+                number_of_cameras=int(r[12] or 0),
+                x_center=_single(float(r[13] or 0)),
+                y_center=_single(float(r[14] or 0)),
+                y_tem=_single(float(r[15] or 0)),
+                pix_per_um=_single(float(r[16] or 0)),
+                x_small_step=float(r[17] or 0),
+                y_small_step=float(r[18] or 0),
+                x_big_step=float(r[19] or 0),
+                y_big_step=float(r[20] or 0),
+                n_x_steps=int(r[21] or 0),
+                n_y_steps=int(r[22] or 0),
+            )
+        )
+    return specs
+
+
+def _served_state(cur: Cursor, req: NextTileRequest) -> tuple[bool, dict[str, int]]:
+    """(completed, link counts by state) of the requested acquisition (§9.1 step 4)."""
+    cur.execute(
+        "SELECT when_completed FROM ini_files_denorm WHERE uid = %s", (req.acq_uid,)
+    )
+    row = cur.fetchone()
+    if row is None or row[0] is None:
+        return False, {}
+    where, params = _eligible(req, req.new_state)
+    where[0] = "1 = 1"  # any state: counted below
+    params = params[1:]
+    cur.execute(
+        f"SELECT l.current_state, COUNT(*){_ELIGIBLE_FROM}{_where(where)}"
+        " GROUP BY l.current_state",
+        params,
+    )
+    return True, {str(state): int(n) for state, n in cur.fetchall()}
+
+
+def _set_tile_states(cur: Cursor, state: str, ids: Sequence[TileSpecId]) -> int:
+    changed = 0
+    for start in range(0, len(ids), 100):
+        chunk = ids[start : start + 100]
+        condition = " OR ".join(
+            "(a.uid = %s AND roi.sample_section_id = %s AND t.mosaic_col = %s"
+            " AND t.mosaic_row = %s)"
+            for _ in chunk
+        )
+        params: list[Any] = []
+        for i in chunk:
+            params += [i.acq_uid, i.section, i.col, i.row]
+        # §14: a tile-spec id names stable tiles only (Q24).
+        cur.execute(
+            "SELECT l.roi_image_id FROM roi_images l"  # noqa: S608
+            " JOIN image_mosaic_rois roi"
+            " ON roi.image_mosaic_roi_id = l.image_mosaic_roi_id"
+            " JOIN tem_camera_images t ON t.tem_camera_image_id = l.tem_camera_image_id"
+            " JOIN tem_camera_image_mosaics m"
+            " ON m.tem_camera_image_mosaic_id = t.tem_camera_image_mosaic_id"
+            " JOIN ini_files_denorm a ON a.ini_file_denorm_id = m.ini_file_denorm_id"
+            f" WHERE t.frame_number = -1 AND ({condition})",
+            params,
+        )
+        links = [int(r[0]) for r in cur.fetchall()]
+        if not links:
+            continue
+        marks = ", ".join(["%s"] * len(links))
+        cur.execute(
+            "UPDATE roi_images SET current_state = %s, lease_expires = NULL,"  # noqa: S608
+            f" leased_from_state = NULL WHERE roi_image_id IN ({marks})"
+            " AND current_state <> %s",
+            (state, *links, state),
+        )
+        changed += cur.rowcount
+    return changed
+
+
 class Repository:
     """The service's database operations, each one transaction."""
 
@@ -868,6 +1313,40 @@ class Repository:
     ) -> list[int]:
         """Insert or update calibrations and link camera configurations (§7.5)."""
         return await self._db.run(_import_calibrations, calibrations)
+
+    async def acquisitions(
+        self, f: AcquisitionFilter, limit: int, offset: int
+    ) -> list[tuple[Any, ...]]:
+        """Acquisition rows (``ACQUISITION_COLUMNS``) matching §8.3."""
+        return await self._db.run_idempotent(_acquisitions, f, limit, offset)
+
+    async def projects(
+        self, f: AcquisitionFilter, limit: int, offset: int
+    ) -> list[tuple[str, str]]:
+        """Distinct (project, owner) pairs matching §8.4."""
+        return await self._db.run_idempotent(_projects, f, limit, offset)
+
+    async def tiles(self, f: TileFilter, limit: int, offset: int) -> list[TileRow]:
+        """Tiles matching §8.5, one row per tile."""
+        return await self._db.run_idempotent(_tiles, f, limit, offset)
+
+    async def tile(self, tile_id: int) -> TileRow | None:
+        """One tile by id, whatever its frame or content (§1.17)."""
+        return await self._db.run_idempotent(_tile_by_id_row, tile_id)
+
+    async def claim_tiles(
+        self, req: NextTileRequest, batch: str, lease_seconds: float
+    ) -> list[SpecInput]:
+        """Atomically move up to ``ntiles`` eligible links to the new state (§9.1)."""
+        return await self._db.run(_claim_tiles, req, batch, self._now(), lease_seconds)
+
+    async def served_state(self, req: NextTileRequest) -> tuple[bool, dict[str, int]]:
+        """Completion and link counts by state, for the result type (§9.1)."""
+        return await self._db.run_idempotent(_served_state, req)
+
+    async def set_tile_states(self, state: str, ids: Sequence[TileSpecId]) -> int:
+        """Set the state of the stable tiles named; return the rows changed (§9.3)."""
+        return await self._db.run(_set_tile_states, state, ids)
 
     async def calibrations(
         self, limit: int, offset: int

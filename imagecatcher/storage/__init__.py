@@ -61,6 +61,9 @@ class ContentStore(Protocol):
         """Check the stored object has ``size`` bytes (and ``md5`` where the
         store reports one); raise StoreError or ObjectNotFound otherwise."""
 
+    async def size(self, obj: StoredObject) -> int:
+        """The object's size in bytes; ObjectNotFound when there is none."""
+
     async def get(self, obj: StoredObject) -> bytes:
         """Return the object's bytes; ObjectNotFound when there is none."""
 

@@ -226,6 +226,17 @@ class FileStore:
         check_md5(md5)
         await self._in_thread("verify", obj.key, self._verify, obj.key, size, md5)
 
+    def _size(self, key: str) -> int:
+        path = self._file(key)
+        if not path.is_file():
+            raise FileNotFoundError(key)
+        return path.stat().st_size
+
+    async def size(self, obj: StoredObject) -> int:
+        """The file's size."""
+        check_key(obj.key)
+        return await self._in_thread("size", obj.key, self._size, obj.key)
+
     async def get(self, obj: StoredObject) -> bytes:
         """Read the whole file."""
         check_key(obj.key)

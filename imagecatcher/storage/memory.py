@@ -89,6 +89,10 @@ class MemoryStore:
         if hashlib.md5(data).digest() != md5:
             raise StoreError(f"verify {obj.key!r}: MD5 differs from {md5.hex()}")
 
+    async def size(self, obj: StoredObject) -> int:
+        """Length of the stored copy."""
+        return len(self._lookup(obj.key))
+
     async def get(self, obj: StoredObject) -> bytes:
         """Return the stored bytes."""
         return self._lookup(obj.key)

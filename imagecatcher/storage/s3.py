@@ -194,6 +194,14 @@ class S3Store:
         if _HEX_MD5.fullmatch(etag) and etag != md5.hex():
             raise StoreError(f"S3 HEAD {url}: ETag {etag}, expected MD5 {md5.hex()}")
 
+    async def size(self, obj: StoredObject) -> int:
+        """HEAD the object for its Content-Length."""
+        url = self.url(obj.key)
+        length = (await self._call("HEAD", url)).header("Content-Length")
+        if length is None or not length.isdigit():
+            raise StoreError(f"S3 HEAD {url}: no valid Content-Length")
+        return int(length)
+
     async def get(self, obj: StoredObject) -> bytes:
         """GET the whole object."""
         return (await self._call("GET", self.url(obj.key))).body

@@ -321,6 +321,16 @@ class SproxydStore:
                 f"sproxyd HEAD {url}: MD5 {reported.hex()} stored, expected {md5.hex()}"
             )
 
+    async def size(self, obj: StoredObject) -> int:
+        """HEAD the object for its Content-Length."""
+        reply = await self._call("HEAD", obj.key)
+        length = reply.header("Content-Length")
+        if length is None or not length.isdigit():
+            raise StoreError(
+                f"sproxyd HEAD {self._url(obj.key)}: no valid Content-Length"
+            )
+        return int(length)
+
     async def get(self, obj: StoredObject) -> bytes:
         """GET the whole object."""
         return (await self._call("GET", obj.key)).body

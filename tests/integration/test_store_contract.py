@@ -195,6 +195,18 @@ async def test_get_range(backend: Backend, collection: str) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_size(backend: Backend, collection: str) -> None:
+    """size() reports the stored length, and ObjectNotFound once deleted."""
+    store = backend.store
+    data = b"x" * 12345
+    obj = await store.put(collection, "/acquisitions/1/s.tif", data, _md5(data))
+    assert await store.size(obj) == len(data)
+    await store.delete(obj)
+    with pytest.raises(ObjectNotFound):
+        await store.size(obj)
+
+
+@pytest_twisted.ensureDeferred
 async def test_put_same_path_again(backend: Backend, collection: str) -> None:
     """A re-put replaces the object in path-addressed stores; sproxyd keeps both."""
     store, path = backend.store, "/acquisitions/1/d.tif"
