@@ -90,6 +90,9 @@ def open_database(config: Config, reactor: Any) -> Database:
         charset="utf8mb4",
         autocommit=False,
         connect_timeout=10,
+        # Short transactions that should see each other's commits (next-tile
+        # claims by several daemons).
+        init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
         **config.mysql_args(),
     )
     return Database(pool, MySQLDialect())

@@ -938,6 +938,7 @@ _ELIGIBLE_FROM = (
     " JOIN tem_camera_configurations c"
     " ON c.tem_camera_configuration_id = t.tem_camera_configuration_id"
 )
+_CLAIM_ROUNDS = 5
 _ORDER = " ORDER BY a.when_acquired, roi.sample_section_id, t.mosaic_col, t.mosaic_row,"
 _ORDER += " l.roi_image_id"
 
@@ -1023,23 +1024,29 @@ def _claim_tiles(
             (now,),
         )
     where, params = _eligible(req, req.old_state)
-    cur.execute(
-        f"SELECT l.roi_image_id{_ELIGIBLE_FROM}{_where(where)}{_ORDER} LIMIT %s",
-        (*params, req.ntiles * 4),
-    )
-    candidates = [int(r[0]) for r in cur.fetchall()]
-    if not candidates:
-        return []
-    # Lock only the link rows, skipping those another daemon is claiming, and
-    # re-check their state under the lock: no link is ever handed out twice.
-    marks = ", ".join(["%s"] * len(candidates))
-    cur.execute(
-        f"SELECT roi_image_id FROM roi_images WHERE roi_image_id IN ({marks})"  # noqa: S608
-        " AND current_state = %s FOR UPDATE SKIP LOCKED",
-        (*candidates, req.old_state),
-    )
-    locked = {int(r[0]) for r in cur.fetchall()}
-    chosen = [c for c in candidates if c in locked][: req.ntiles]
+    chosen: list[int] = []
+    # Another daemon may be claiming the same candidates right now: their
+    # rows are skipped, and a fresh look (READ COMMITTED) finds the next ones.
+    for _ in range(_CLAIM_ROUNDS):
+        cur.execute(
+            f"SELECT l.roi_image_id{_ELIGIBLE_FROM}{_where(where)}{_ORDER} LIMIT %s",
+            (*params, (req.ntiles - len(chosen)) * 4 + len(chosen)),
+        )
+        candidates = [int(r[0]) for r in cur.fetchall() if int(r[0]) not in chosen]
+        if not candidates:
+            break
+        # Lock only the link rows, skipping those another daemon holds, and
+        # re-check their state under the lock: no link is handed out twice.
+        marks = ", ".join(["%s"] * len(candidates))
+        cur.execute(
+            f"SELECT roi_image_id FROM roi_images WHERE roi_image_id IN ({marks})"  # noqa: S608
+            " AND current_state = %s FOR UPDATE SKIP LOCKED",
+            (*candidates, req.old_state),
+        )
+        locked = {int(r[0]) for r in cur.fetchall()}
+        chosen += [c for c in candidates if c in locked][: req.ntiles - len(chosen)]
+        if len(chosen) >= req.ntiles:
+            break
     if not chosen:
         return []
     marks = ", ".join(["%s"] * len(chosen))
