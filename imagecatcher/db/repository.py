@@ -731,24 +731,33 @@ ACQUISITION_COLUMNS = (
 )
 
 
+def _equal(pairs: Sequence[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
+    """``column = %s`` for every pair whose value is given (not None)."""
+    given = [(column, value) for column, value in pairs if value is not None]
+    return [f"{column} = %s" for column, _ in given], [value for _, value in given]
+
+
+def _frame_condition(frame_type: str) -> str | None:
+    """§8.5 ``frame-type``: stable (default), drift, or all (None)."""
+    kind = frame_type.lower()
+    if kind == "all":
+        return None
+    return "t.frame_number <> -1" if kind == "drift" else "t.frame_number = -1"
+
+
 def _acquisition_conditions(
-    f: AcquisitionFilter, acq_from: str = "acq-from"
+    f: AcquisitionFilter,
 ) -> tuple[list[str], list[Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("a.sample_name", f.sample),
-        ("a.project_name", f.project),
-        ("a.project_owner", f.owner),
-        ("a.stack_name", f.stack),
-        ("a.mosaic_type", f.mosaic_type),
-    ):
-        if value is not None:
-            where.append(f"{column} = %s")
-            params.append(value)
-    if f.acq_uid:
-        where.append("a.uid = %s")
-        params.append(f.acq_uid)
+    where, params = _equal(
+        [
+            ("a.sample_name", f.sample),
+            ("a.project_name", f.project),
+            ("a.project_owner", f.owner),
+            ("a.stack_name", f.stack),
+            ("a.mosaic_type", f.mosaic_type),
+            ("a.uid", f.acq_uid or None),
+        ]
+    )
     if f.acq_from is not None:
         where.append("a.when_acquired >= %s")
         params.append(f.acq_from)
@@ -870,26 +879,20 @@ def _link_join(state: str | None) -> tuple[str, list[Any]]:
 
 def _tiles(cur: Cursor, f: TileFilter, limit: int, offset: int) -> list[TileRow]:
     join, params = _link_join(f.state)
-    where: list[str] = []
-    for column, value in (
-        ("a.sample_name", f.sample),
-        ("a.project_name", f.project),
-        ("a.project_owner", f.owner),
-        ("a.stack_name", f.stack),
-        ("a.mosaic_type", f.mosaic_type),
-    ):
-        if value is not None:
-            where.append(f"{column} = %s")
-            params.append(value)
-    for column, number in (
-        ("a.uid", f.acq_uid if f.acq_uid > 0 else -1),
-        ("t.mosaic_col", f.col),
-        ("t.mosaic_row", f.row),
-        ("c.tem_camera_number", f.camera),
-    ):
-        if number >= 0:
-            where.append(f"{column} = %s")
-            params.append(number)
+    where, values = _equal(
+        [
+            ("a.sample_name", f.sample),
+            ("a.project_name", f.project),
+            ("a.project_owner", f.owner),
+            ("a.stack_name", f.stack),
+            ("a.mosaic_type", f.mosaic_type),
+            ("a.uid", f.acq_uid if f.acq_uid > 0 else None),
+            ("t.mosaic_col", f.col if f.col >= 0 else None),
+            ("t.mosaic_row", f.row if f.row >= 0 else None),
+            ("c.tem_camera_number", f.camera if f.camera >= 0 else None),
+        ]
+    )
+    params += values
     if f.state is not None:
         where.append("l.roi_image_id IS NOT NULL")
     if f.tile_from is not None:
@@ -898,11 +901,8 @@ def _tiles(cur: Cursor, f: TileFilter, limit: int, offset: int) -> list[TileRow]
     if f.tile_to is not None:
         where.append("t.acquired_timestamp < %s")
         params.append(f.tile_to)
-    frame_type = f.frame_type.lower()
-    if frame_type == "drift":
-        where.append("t.frame_number <> -1")
-    elif frame_type != "all":
-        where.append("t.frame_number = -1")
+    if (frame := _frame_condition(f.frame_type)) is not None:
+        where.append(frame)
     if not f.include_all:
         where.append("r.jfs_key IS NOT NULL AND r.jfs_key <> ''")
     cur.execute(
@@ -957,26 +957,24 @@ def _eligible(req: NextTileRequest, state: str) -> tuple[list[str], list[Any]]:
         where.append("a.uid = %s")
         params.append(req.acq_uid)
     else:  # §9.1: acquisition filters apply only without acqid
-        for column, value in (
-            ("a.sample_name", req.sample),
-            ("a.project_name", req.project),
-            ("a.stack_name", req.stack),
-            ("a.mosaic_type", req.mosaic_type),
-        ):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
+        more, values = _equal(
+            [
+                ("a.sample_name", req.sample),
+                ("a.project_name", req.project),
+                ("a.stack_name", req.stack),
+                ("a.mosaic_type", req.mosaic_type),
+            ]
+        )
+        where += more
+        params += values
     if req.tile_from is not None:
         where.append("t.acquired_timestamp >= %s")
         params.append(req.tile_from)
     if req.tile_to is not None:
         where.append("t.acquired_timestamp < %s")
         params.append(req.tile_to)
-    frame_type = req.frame_type.lower()
-    if frame_type == "drift":
-        where.append("t.frame_number <> -1")
-    elif frame_type != "all":
-        where.append("t.frame_number = -1")
+    if (frame := _frame_condition(req.frame_type)) is not None:
+        where.append(frame)
     return where, params
 
 
