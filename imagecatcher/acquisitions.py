@@ -8,7 +8,6 @@ the storage and database work and decides what a failure means.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,7 +20,7 @@ from twisted.python.threadpool import ThreadPool
 
 from imagecatcher.acqlog import acquisition_uid, parse_acquisition_log
 from imagecatcher.db.repository import Repository
-from imagecatcher.domain import Acquisition, BadParameter, NotFound, jfs_path
+from imagecatcher.domain import Acquisition, BadParameter, NotFound, digests, jfs_path
 from imagecatcher.rois import RoiTileList, parse_roi_spec, parse_roi_tiles
 from imagecatcher.storage import ContentStore
 
@@ -88,10 +87,6 @@ class AncillaryResult:
             "name": self.name,
             "path": self.path,
         }
-
-
-def _digests(data: bytes | memoryview) -> tuple[bytes, bytes]:
-    return hashlib.md5(data).digest(), hashlib.sha1(data).digest()
 
 
 class Acquisitions:
@@ -178,7 +173,7 @@ class Acquisitions:
         self, acq: Acquisition, sent_name: str, data: bytes | memoryview
     ) -> AncillaryResult:
         name = stored_file_name(sent_name)
-        md5, sha1 = await deferToThreadPool(self._reactor, self._pool, _digests, data)
+        md5, sha1 = await deferToThreadPool(self._reactor, self._pool, digests, data)
         path = jfs_path(acq.uid, name)
         obj = await self._store.put(
             acq.collection(self._mapping), path, bytes(data), md5, acq.storage_context()

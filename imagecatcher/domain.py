@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -98,6 +99,11 @@ class TileRecord:
     def persisted(self) -> bool:
         """Content is in the store ("persisted tile" of §6.1)."""
         return bool(self.jfs_key)
+
+
+def digests(data: bytes | memoryview) -> tuple[bytes, bytes]:
+    """(MD5, SHA-1) of the data; run it on a thread (hashlib releases the GIL)."""
+    return hashlib.md5(data).digest(), hashlib.sha1(data).digest()
 
 
 def jfs_path(uid: int, name: str) -> str:

@@ -56,9 +56,11 @@ class QueueTimeout(CatcherError):
     """A stage's queue stayed full for longer than WAIT_TIMEOUT."""
 
 
-def digests(data: bytes | memoryview) -> tuple[bytes, bytes]:
-    """(MD5, SHA-1) of the data; run on a thread, hashlib releases the GIL."""
-    return hashlib.md5(data).digest(), hashlib.sha1(data).digest()
+def _digest(algorithm: Callable[[], Any], data: bytes | memoryview) -> bytes:
+    h = algorithm()
+    h.update(data)
+    digest: bytes = h.digest()
+    return digest
 
 
 def colour(waiting: int, capacity: int) -> QueueColour:
@@ -199,10 +201,11 @@ class Pipeline:
         return result
 
     async def _hash(self, data: bytes | memoryview) -> tuple[bytes, bytes]:
-        result: tuple[bytes, bytes] = await deferToThreadPool(
-            self._clock, self._pool, digests, data
-        )
-        return result
+        # MD5 and SHA-1 on two pool threads at once: hashlib releases the GIL,
+        # so on two cores a tile's checksums take the time of the slower one.
+        md5 = deferToThreadPool(self._clock, self._pool, _digest, hashlib.md5, data)
+        sha1 = deferToThreadPool(self._clock, self._pool, _digest, hashlib.sha1, data)
+        return await md5, await sha1
 
     async def _capture(self, upload: TileUpload) -> Captured:
         name = upload.tile

@@ -31,6 +31,7 @@ from imagecatcher.domain import (
     NotFound,
     QueueColour,
     TileRecord,
+    digests,
 )
 from imagecatcher.names import TileName, parse_tile_name
 from imagecatcher.pipeline import (
@@ -42,7 +43,6 @@ from imagecatcher.pipeline import (
     Stage,
     TileUpload,
     colour,
-    digests,
 )
 from imagecatcher.spool import Spool, SpoolEntry
 from imagecatcher.storage import StoredObject, StoreError
