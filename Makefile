@@ -18,22 +18,21 @@ IMAGECAPTURE_PASS ?= image_capture
 DB_FLAGS = -dbhost $(IMAGECAPTURE_DBHOST):$(IMAGECAPTURE_DBPORT) -dbname $(IMAGECAPTURE_DB) \
            -dbuser $(IMAGECAPTURE_USER) -dbpass $(IMAGECAPTURE_PASS)
 
-.PHONY: run test os-deps venv install init-db reset-db drop-db upgrade-db downgrade-db clean
+.PHONY: run test os-deps python-deps venv install init-db reset-db upgrade-db downgrade-db clean
 
-# Debian packages the tests need: a MariaDB server (started privately by the tests),
-# venv support for the system Python.
-os-deps:
-	@missing=""; \
-	command -v mariadbd >/dev/null || missing="$$missing mariadb-server"; \
-	command -v mariadb-install-db >/dev/null || missing="$$missing mariadb-server"; \
-	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    --no-install-recommends $$missing; \
-	fi
+# Debian packages: venv support for the system Python (both commands) and a
+# MariaDB server (the tests start it privately; never via systemd).
+APT_INSTALL = apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
-$(BIN)/python:
+python-deps:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "installing Debian package python3-venv"; $(APT_INSTALL) python3-venv; }
+
+os-deps: python-deps
+	@command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null || { \
+	  echo "installing Debian package mariadb-server"; $(APT_INSTALL) mariadb-server; }
+
+$(BIN)/python: | python-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
