@@ -50,6 +50,8 @@ T = TypeVar("T")
 #: Background upload of a spooled tile: attempts per run and the backoff cap.
 SPOOL_ATTEMPTS = 8
 SPOOL_BACKOFF_MAX = 60.0
+#: How long a looked-up acquisition is reused by captures.
+ACQUISITION_CACHE_SECONDS = 5.0
 
 
 class QueueTimeout(CatcherError):
@@ -170,6 +172,7 @@ class Pipeline:
         self._notify = notify
         self._in_flight: set[Deferred[Any]] = set()
         self._pending_calls: set[IDelayedCall] = set()
+        self._acquisitions: dict[int, tuple[float, Acquisition]] = {}
         self._stopping = False
 
     # -- status ----------------------------------------------------------------
@@ -200,6 +203,21 @@ class Pipeline:
         self._in_flight.discard(work)
         return result
 
+    async def _acquisition(self, uid: int) -> Acquisition:
+        # A short cache: acquisitions change only when their log is re-posted,
+        # and a daemon that missed that change for a few seconds is harmless.
+        now = self._clock.seconds()
+        cached = self._acquisitions.get(uid)
+        if cached is not None and now - cached[0] < ACQUISITION_CACHE_SECONDS:
+            return cached[1]
+        acq = await self._repo.acquisition(uid)
+        if acq is None:
+            raise NotFound(f"No mosaic image found for acquisition id {uid}")
+        if len(self._acquisitions) > 1000:
+            self._acquisitions.clear()
+        self._acquisitions[uid] = (now, acq)
+        return acq
+
     async def _hash(self, data: bytes | memoryview) -> tuple[bytes, bytes]:
         # MD5 and SHA-1 on two pool threads at once: hashlib releases the GIL,
         # so on two cores a tile's checksums take the time of the slower one.
@@ -209,10 +227,12 @@ class Pipeline:
 
     async def _capture(self, upload: TileUpload) -> Captured:
         name = upload.tile
-        acq = await self._repo.acquisition(upload.acq_id)
-        if acq is None:
-            raise NotFound(f"No mosaic image found for acquisition id {upload.acq_id}")
-        md5, sha1 = await self._hash(upload.data)
+        # The checksums are computed on two threads while the database answers.
+        hashing = Deferred.fromCoroutine(self._hash(upload.data))
+        try:
+            acq = await self._acquisition(upload.acq_id)
+        finally:
+            md5, sha1 = await hashing
         if upload.md5 is not None and upload.md5 != md5:
             raise BadParameter(
                 f"The received checksum {upload.md5.hex()} and the calculated"
