@@ -826,9 +826,8 @@ _TILE_SELECT = (
     " ON m.tem_camera_image_mosaic_id = t.tem_camera_image_mosaic_id"
     " JOIN ini_files_denorm a ON a.ini_file_denorm_id = m.ini_file_denorm_id"
     " JOIN file_objects f ON f.file_object_id = t.file_object_id"
-    " JOIN file_object_fs_replicas r ON r.file_object_fs_replica_id ="
-    " (SELECT MIN(r2.file_object_fs_replica_id) FROM file_object_fs_replicas r2"
-    " WHERE r2.file_object_id = t.file_object_id)"
+    # The service writes one replica per file object (§6.1).
+    " JOIN file_object_fs_replicas r ON r.file_object_id = t.file_object_id"
     " LEFT JOIN tem_camera_configurations c"
     " ON c.tem_camera_configuration_id = t.tem_camera_configuration_id"
 )
@@ -932,9 +931,8 @@ _ELIGIBLE_FROM = (
     " JOIN tem_camera_image_mosaics m"
     " ON m.tem_camera_image_mosaic_id = t.tem_camera_image_mosaic_id"
     " JOIN ini_files_denorm a ON a.ini_file_denorm_id = m.ini_file_denorm_id"
-    " JOIN file_object_fs_replicas r ON r.file_object_fs_replica_id ="
-    " (SELECT MIN(r2.file_object_fs_replica_id) FROM file_object_fs_replicas r2"
-    " WHERE r2.file_object_id = t.file_object_id)"
+    # The service writes one replica per file object (§6.1).
+    " JOIN file_object_fs_replicas r ON r.file_object_id = t.file_object_id"
     " JOIN tem_camera_configurations c"
     " ON c.tem_camera_configuration_id = t.tem_camera_configuration_id"
 )

@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -116,6 +118,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+#: Files remembered for cheap verification (about 100 KiB of memory).
+_REMEMBERED = 1024
+
+
+def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 class FileStore:
     """A :class:`~imagecatcher.storage.ContentStore` over a local directory."""
 
@@ -125,6 +135,13 @@ class FileStore:
         self._root = Path(os.path.abspath(root))
         self._reactor = reactor
         self._pool = threadpool
+        # What this store wrote and checked: key -> (file identity, MD5).  A
+        # verify of a file still identical to what put fsync'd needs no
+        # re-read; any change of inode, size or mtime means a full re-hash.
+        self._written: OrderedDict[str, tuple[tuple[int, int, int, int], bytes]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
 
     # -- runs on the thread pool ------------------------------------------
 
@@ -156,16 +173,30 @@ class FileStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         _fsync_dir(path.parent)
+        self._remember(key, path, md5)
         return path
+
+    def _remember(self, key: str, path: Path, md5: bytes) -> None:
+        identity = _identity(os.stat(path))
+        with self._lock:
+            self._written[key] = (identity, md5)
+            self._written.move_to_end(key)
+            while len(self._written) > _REMEMBERED:
+                self._written.popitem(last=False)
 
     def _verify(self, key: str, size: int, md5: bytes) -> None:
         path = self._file(key)
         with path.open("rb") as f:
-            actual_size = os.fstat(f.fileno()).st_size
+            info = os.fstat(f.fileno())
+            actual_size = info.st_size
             if actual_size != size:
                 raise StoreError(
                     f"verify {key!r}: {actual_size} bytes stored, expected {size}"
                 )
+            with self._lock:
+                remembered = self._written.get(key)
+            if remembered == (_identity(info), md5):
+                return  # the very file put checked and fsync'd, unchanged
             digest = hashlib.md5()
             while chunk := f.read(_HASH_CHUNK):
                 digest.update(chunk)
