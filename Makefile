@@ -65,3 +65,12 @@ downgrade-db: install
 
 clean:
 	rm -rf $(VENV) .tox build *.egg-info var
+
+# Benchmarks (bench/, CONTRACT §12): a private MariaDB and the daemon on loopback ports,
+# ceilings, rig profile, throughput matrix and query figures; table on stdout, JSON in
+# bench/results/.  benchmarks-short takes about 75 s, benchmarks about 6 minutes.
+.PHONY: benchmarks bench benchmarks-short
+benchmarks bench: os-deps install
+	$(BIN)/python -m bench.run --mode full
+benchmarks-short: os-deps install
+	$(BIN)/python -m bench.run --mode short
