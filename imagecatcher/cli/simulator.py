@@ -171,6 +171,12 @@ def tile_position(index: int, camera: int, cameras: int) -> tuple[int, int]:
     return 2 * step_col + camera % 2, 2 * step_row + camera // 2
 
 
+#: Errors kept per camera for the summary; later ones are only counted.
+MAX_ERRORS_KEPT = 20
+#: Seconds a camera waits after a failed tile before the next one.
+FAILURE_PAUSE = 0.1
+
+
 @attrs.frozen
 class SimulatorOptions:
     """A parsed simulator command line."""
@@ -376,7 +382,8 @@ class _Camera:
         try:
             while limit is None or index < limit:
                 due = start + index * rate
-                if deadline is not None and due >= deadline:
+                # With --rate 0 "due" never advances: the clock decides too.
+                if deadline is not None and max(due, time.monotonic()) >= deadline:
                     break
                 tile = self._tile(index)
                 pause = due - time.monotonic()
@@ -395,10 +402,13 @@ class _Camera:
             self._sender.send(self._acq_id, tile)
         except SendError as e:
             self.result.failed += 1
-            self.result.errors.append(str(e))
+            if len(self.result.errors) < MAX_ERRORS_KEPT:
+                self.result.errors.append(str(e))
             self._tracker.failed_one()
             self._report(f"camera {self._camera}: {e}")
             self._sender.close()
+            # A service that refuses at once must not turn this into a busy loop.
+            self._stop.wait(FAILURE_PAUSE)
             return
         latency = time.monotonic() - sent_at
         self.result.sent += 1

@@ -498,3 +498,25 @@ def test_unknown_action_or_method_is_a_usage_error(tmp_path: Path) -> None:
     ):
         r = run("imagecatcher-client", *args, cwd=tmp_path)
         assert r.returncode == 2 and "usage: imagecatcher-client" in r.stderr
+
+
+def test_simulator_at_rate_zero_stops_at_its_duration(daemon: Daemon) -> None:
+    """--rate 0 (back to back) still ends when --duration is over."""
+    r = run(
+        "imagecatcher-simulator",
+        "--service-url",
+        f"http://127.0.0.1:{daemon.http}",
+        "--tile-service-url",
+        f"127.0.0.1:{daemon.tcp}",
+        "--cameras",
+        "1",
+        "--duration",
+        "1",
+        "--rate",
+        "0",
+        "--tile-size",
+        "4k",
+        cwd=daemon.directory,
+        timeout=30,  # it used to run forever: "due" never passed the deadline
+    )
+    assert r.returncode == 0, (r.stdout, r.stderr)
