@@ -393,15 +393,8 @@ def _roi_ids(cur: Cursor, mosaic_id: int) -> dict[str, int]:
     return ids
 
 
-def _insert_placeholder_tile(
-    cur: Cursor,
-    mosaic_id: int,
-    col: int,
-    row: int,
-    frame: int,
-    config_id: int | None,
-    now: datetime,
-) -> tuple[int, int]:
+def _insert_file_object(cur: Cursor, name: str, now: datetime) -> int:
+    """A file object and its (not yet stored) replica; returns the object id."""
     cur.execute(
         "INSERT INTO file_objects (sha1_checksum, checksum_date, creation_date)"
         " VALUES (NULL, NULL, %s)",
@@ -411,9 +404,22 @@ def _insert_placeholder_tile(
     cur.execute(
         "INSERT INTO file_object_fs_replicas (path, jfs_path, jfs_key, location_url,"
         " file_object_id, file_exists_yn, replica_created_date)"
-        " VALUES ('', '', '', '', %s, 0, %s)",
-        (file_object_id, now),
+        " VALUES (%s, '', '', '', %s, 0, %s)",
+        (name, file_object_id, now),
     )
+    return file_object_id
+
+
+def _insert_placeholder_tile(
+    cur: Cursor,
+    mosaic_id: int,
+    col: int,
+    row: int,
+    frame: int,
+    config_id: int | None,
+    now: datetime,
+) -> tuple[int, int]:
+    file_object_id = _insert_file_object(cur, "", now)
     cur.execute(
         "INSERT INTO tem_camera_images (tem_camera_image_mosaic_id,"
         " tem_camera_configuration_id, file_object_id, frame_number, mosaic_col,"
@@ -697,18 +703,7 @@ def _store_ancillary(
     if row is not None:
         file_object_id = int(row[0])
     else:
-        cur.execute(
-            "INSERT INTO file_objects (sha1_checksum, checksum_date, creation_date)"
-            " VALUES (NULL, NULL, %s)",
-            (now,),
-        )
-        file_object_id = int(cur.lastrowid or 0)
-        cur.execute(
-            "INSERT INTO file_object_fs_replicas (path, jfs_path, jfs_key, location_url,"
-            " file_object_id, file_exists_yn, replica_created_date)"
-            " VALUES (%s, '', '', '', %s, 0, %s)",
-            (name, file_object_id, now),
-        )
+        file_object_id = _insert_file_object(cur, name, now)
         cur.execute(
             "INSERT INTO ancillary_files (tem_camera_image_mosaic_id, file_object_id,"
             " ancillary_file_type_id) VALUES (%s, %s, %s)",

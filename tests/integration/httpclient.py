@@ -87,3 +87,38 @@ def send_tile(
     message = encode_request(acq_id, camera, frame, col, row, checksum, image)
     sock.sendall(PREFIX.pack(len(message)) + message)
     return decode_response(read_frame(sock))
+
+
+def start_fixture_acquisition(port: int) -> None:
+    """Start acquisition 123 from the shared fixtures and import its ROIs."""
+    from tests.conftest import FIXTURES
+
+    status, body = post_form(
+        port,
+        "/service/v1/start-acquisition",
+        [
+            (
+                "acq-inilog",
+                "123_logfile.ini",
+                (FIXTURES / "123_logfile.ini").read_bytes(),
+            )
+        ],
+    )
+    assert status == 200, body
+    status, body = post_form(
+        port,
+        "/service/v1/create-rois/123",
+        [
+            (
+                "roi-spec",
+                "123_ROI_spec.ini",
+                (FIXTURES / "123_ROI_spec.ini").read_bytes(),
+            ),
+            (
+                "roi-tiles",
+                "123_ROI_tiles.csv",
+                (FIXTURES / "123_ROI_tiles.csv").read_bytes(),
+            ),
+        ],
+    )
+    assert status == 200, body

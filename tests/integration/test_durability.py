@@ -20,7 +20,7 @@ from imagecatcher.rois import parse_roi_tiles
 from tests.conftest import FIXTURES, PROJECT
 from tests.integration.daemon import ports, run_tool, twistd_argv, write_config
 from tests.integration.dbcheck import rows
-from tests.integration.httpclient import post_form, send_tile
+from tests.integration.httpclient import send_tile, start_fixture_acquisition
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -68,35 +68,7 @@ def _roi_cells() -> list[tuple[int, int]]:
 
 
 def _prepare(http_port: int) -> None:
-    status, body = post_form(
-        http_port,
-        "/service/v1/start-acquisition",
-        [
-            (
-                "acq-inilog",
-                "123_logfile.ini",
-                (FIXTURES / "123_logfile.ini").read_bytes(),
-            )
-        ],
-    )
-    assert status == 200, body
-    status, body = post_form(
-        http_port,
-        "/service/v1/create-rois/123",
-        [
-            (
-                "roi-spec",
-                "123_ROI_spec.ini",
-                (FIXTURES / "123_ROI_spec.ini").read_bytes(),
-            ),
-            (
-                "roi-tiles",
-                "123_ROI_tiles.csv",
-                (FIXTURES / "123_ROI_tiles.csv").read_bytes(),
-            ),
-        ],
-    )
-    assert status == 200, body
+    start_fixture_acquisition(http_port)
 
 
 def _stored_state(

@@ -17,7 +17,7 @@ from imagecatcher.config import Config
 from imagecatcher.rois import parse_roi_tiles
 from tests.conftest import FIXTURES, MariaDB
 from tests.integration.daemon import ports, run_tool, running, twistd_argv, write_config
-from tests.integration.httpclient import post_form, request
+from tests.integration.httpclient import request, start_fixture_acquisition
 
 
 def _cells(n: int) -> list[tuple[int, int]]:
@@ -30,35 +30,7 @@ def _cells(n: int) -> list[tuple[int, int]]:
 
 
 def _prepare(port: int, cells: list[tuple[int, int]]) -> None:
-    status, body = post_form(
-        port,
-        "/service/v1/start-acquisition",
-        [
-            (
-                "acq-inilog",
-                "123_logfile.ini",
-                (FIXTURES / "123_logfile.ini").read_bytes(),
-            )
-        ],
-    )
-    assert status == 200, body
-    status, body = post_form(
-        port,
-        "/service/v1/create-rois/123",
-        [
-            (
-                "roi-spec",
-                "123_ROI_spec.ini",
-                (FIXTURES / "123_ROI_spec.ini").read_bytes(),
-            ),
-            (
-                "roi-tiles",
-                "123_ROI_tiles.csv",
-                (FIXTURES / "123_ROI_tiles.csv").read_bytes(),
-            ),
-        ],
-    )
-    assert status == 200, body
+    start_fixture_acquisition(port)
 
     def put(cell: tuple[int, int]) -> None:
         col, row = cell
