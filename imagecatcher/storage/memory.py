@@ -22,7 +22,7 @@ from imagecatcher.storage import (
     StoredObject,
     StoreError,
 )
-from imagecatcher.storage.fs import (
+from imagecatcher.storage.keys import (
     PING_MD5,
     check_key,
     check_md5,

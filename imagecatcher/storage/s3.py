@@ -37,14 +37,14 @@ from imagecatcher.storage import (
     StoredObject,
     StoreError,
 )
-from imagecatcher.storage.fs import (
+from imagecatcher.storage.httpcall import Reply, http_exchange
+from imagecatcher.storage.keys import (
     PING_MD5,
     check_key,
     check_md5,
     check_range,
     path_key,
 )
-from imagecatcher.storage.sproxyd import Reply, http_exchange
 
 log = Logger()
 

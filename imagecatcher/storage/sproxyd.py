@@ -28,15 +28,9 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-import attrs
-
 from treq.client import HTTPClient
-from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import ResponseFailed
-from twisted.web.http_headers import Headers
 
 from imagecatcher.storage import (
     PING_CONTENT,
@@ -45,7 +39,8 @@ from imagecatcher.storage import (
     StoredObject,
     StoreError,
 )
-from imagecatcher.storage.fs import PING_MD5, check_md5, check_range
+from imagecatcher.storage.httpcall import Reply, http_exchange
+from imagecatcher.storage.keys import PING_MD5, check_md5, check_range
 
 log = Logger()
 
@@ -54,83 +49,6 @@ _HEX_MD5 = re.compile(r"[0-9a-fA-F]{32}")
 #: Last key byte: class of service 2 in the high nibble, replica 0 in the low
 #: one (Scality's key layout: 152 bits of entropy, 4 bits class, 4 bits replica).
 DEFAULT_KEY_SUFFIX = 0x20
-
-
-@attrs.frozen
-class Reply:
-    """A drained HTTP response."""
-
-    code: int
-    headers: Headers
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name``, or None."""
-        values = self.headers.getRawHeaders(name.encode("ascii"))
-        return values[0].decode("latin-1") if values else None
-
-    def excerpt(self) -> str:
-        """The start of the body, for error messages."""
-        text = self.body[:200].decode("utf-8", "replace").strip()
-        return f": {text}" if text else ""
-
-
-def _cancelled(error: Exception) -> bool:
-    """Whether ``error`` is how the Agent reports a cancelled request."""
-    return isinstance(error, ResponseFailed) and any(
-        reason.check(CancelledError) for reason in error.reasons
-    )
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, ResponseFailed):
-        return "; ".join(f.getErrorMessage() for f in error.reasons)
-    return str(error) or type(error).__name__
-
-
-async def http_exchange(
-    client: HTTPClient,
-    clock: IReactorTime,
-    timeout: float,
-    method: str,
-    url: str,
-    headers: Mapping[str, str] | None = None,
-    data: bytes | None = None,
-) -> Reply:
-    """Send one request, drain the whole response, all within ``timeout`` s.
-
-    Redirects are not followed.  Transport failures and the deadline raise
-    StoreError naming method and URL; a cancellation by the caller propagates.
-    """
-
-    async def exchange() -> Reply:
-        request_headers: dict[bytes | str, bytes | str] = {}
-        request_headers.update(headers or {})
-        response = await client.request(
-            method,
-            url,
-            headers=request_headers,
-            data=data,
-            allow_redirects=False,
-        )
-        body = await response.content()
-        return Reply(response.code, response.headers, body)
-
-    def timed_out(result: Reply | Failure, seconds: float) -> Reply:
-        # The cancelled request fails with whatever the Agent makes of the
-        # cancellation (e.g. ResponseNeverReceived), so name the real cause.
-        raise StoreError(f"{method} {url}: no answer within {seconds:g} s")
-
-    d = Deferred.fromCoroutine(exchange())
-    d.addTimeout(timeout, clock, onTimeoutCancel=timed_out)
-    try:
-        return await d
-    except (StoreError, CancelledError):
-        raise
-    except Exception as e:
-        if _cancelled(e):  # cancelled by our caller (a timeout is a StoreError)
-            raise CancelledError(f"{method} {url} cancelled") from e
-        raise StoreError(f"{method} {url} failed: {_reason(e)}") from e
 
 
 def parse_sproxyd_url(url: str) -> str:

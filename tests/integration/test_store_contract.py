@@ -32,7 +32,8 @@ from imagecatcher.storage import (
     StoredObject,
     StoreError,
 )
-from imagecatcher.storage.fs import FileStore, path_key
+from imagecatcher.storage.fs import FileStore
+from imagecatcher.storage.keys import path_key
 from imagecatcher.storage.memory import MemoryStore
 from imagecatcher.storage.s3 import S3Store
 from imagecatcher.storage.sproxyd import SproxydStore, new_key

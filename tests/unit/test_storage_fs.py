@@ -17,7 +17,8 @@ from imagecatcher.storage import (
     StoredObject,
     StoreError,
 )
-from imagecatcher.storage.fs import FileStore, path_key, store_path_from_url
+from imagecatcher.storage.fs import FileStore, store_path_from_url
+from imagecatcher.storage.keys import path_key
 from tests.storefakes import ImmediateReactor, SyncThreadPool, run
 
 
