@@ -357,10 +357,13 @@ class Pipeline:
             entry.md5,
         )
         # A spooled re-capture cleared the key in the database; the entry
-        # remembers which object it supersedes.
-        for old in {previous, entry.superseded_key}:
-            if old and old != obj.key:
-                self._discard_object(old)
+        # remembers which object it supersedes.  A store that overwrites a
+        # path in place has nothing left to delete (and an old key naming
+        # the same path would delete what was just written).
+        if not self._store.replaces_in_place:
+            for old in {previous, entry.superseded_key}:
+                if old and old != obj.key:
+                    self._discard_object(old)
         return obj.key
 
     def _discard_object(self, key: str) -> None:

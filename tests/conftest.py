@@ -22,6 +22,11 @@ from imagecatcher.config import Config
 from imagecatcher.db.pool import Database, open_database
 from imagecatcher.db.repository import Repository
 
+#: MariaDB's default SQL mode, spelled out so that no configuration file can relax it.
+STRICT_SQL_MODE = (
+    "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,"
+    "NO_ENGINE_SUBSTITUTION"
+)
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -106,6 +111,9 @@ def mariadb() -> Iterator[MariaDB]:
             "--innodb-flush-log-at-trx-commit=2",
             "--character-set-server=utf8mb4",
             "--max-connections=500",
+            # Strict, as MariaDB is by default and as the lab runs it: a value
+            # longer than its column is an error here, never a truncation.
+            "--sql-mode=" + STRICT_SQL_MODE,
             *user,
         ],
         stdout=subprocess.DEVNULL,
@@ -150,13 +158,23 @@ def engine_config(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
     """A Config for a fresh, empty database on each engine."""
     if request.param == "sqlite":
         return Config(db_driver="sqlite", sqlite_path=str(tmp_path / "test.sqlite"))
-    server: MariaDB = request.getfixturevalue("mariadb")
+    return fresh_mariadb_database(request.getfixturevalue("mariadb"))
+
+
+def fresh_mariadb_database(server: MariaDB) -> Config:
+    """Create an empty database on ``server``; a Config pointing at it."""
     name = f"ic_test_{os.getpid()}_{next(_counter)}"
     conn = server.admin()
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
     conn.close()
     return server.config(name)
+
+
+@pytest.fixture
+def mariadb_config(mariadb: MariaDB) -> Config:
+    """A Config for a fresh, empty database on the private MariaDB only."""
+    return fresh_mariadb_database(mariadb)
 
 
 @pytest.fixture

@@ -3,10 +3,11 @@
 A store keeps tile and ancillary bytes.  Callers name an object by its
 *collection* (chosen per acquisition by ``JFS_MAPPING``, §5.2) and its *path*
 (``/acquisitions/<uid>/<name>``, §5.3); the backend decides the object key
-(``jfs_key``) and the location URL it reports.  Path-addressed backends
-(``file:``, ``s3://``) derive the key from collection and path, so a re-put
-of the same path replaces the object; ``sproxyd://`` generates a fresh
-40-hex-digit key per put.
+(``jfs_key``, at most 64 characters: the schema's ``VARCHAR(64)``) and the
+location URL it reports.  Path-addressed backends (``file:``, ``s3://``) name
+the object ``<collection>/<path>``, so a re-put of the same path replaces it;
+their key is the SHA-1 of that name in hex and the location URL says where the
+object is.  ``sproxyd://`` generates a fresh 40-hex-digit key per put.
 
 Backends: :mod:`.fs` (``file:``), :mod:`.sproxyd` (``sproxyd://``),
 :mod:`.s3` (``s3://``) and :mod:`.memory` (the verified fake for tests).
@@ -43,6 +44,11 @@ class StoredObject:
 
 class ContentStore(Protocol):
     """Put, verify, get and delete byte objects."""
+
+    #: True when a re-put of a path overwrites the object it had (so there
+    #: is never a superseded object to delete); False when each put makes a
+    #: new object under a new key.
+    replaces_in_place: bool
 
     async def put(
         self,

@@ -1,20 +1,22 @@
 """``file:`` store: objects are files under one root directory.
 
-The object key is ``<collection>/<path without its leading slash>`` (just the
-path for the empty collection), so a re-put of a path replaces the file.  A
-key that could leave the root (``..``, ``.``, empty components, NUL,
-backslashes, a collection containing ``/``) is refused with StoreError, and
-the resolved file must still lie under the root (no escape through symlinks).
+An object is the file ``<root>/<collection>/<path without its leading slash>``
+(no collection directory for the empty collection), so a re-put of a path
+replaces the file.  Its ``jfs_key`` is :func:`~.keys.object_key` of that
+name (40 hex digits, so that it fits the schema's ``VARCHAR(64)``) and its
+location URL is ``file://`` and the absolute file path, percent-encoded; reads
+find the file from the location URL (or, for rows written before, from a
+``jfs_key`` that is the name itself).  A name that could leave the root
+(``..``, ``.``, empty components, NUL, backslashes, a collection containing
+``/``) is refused with StoreError, and the resolved file must still lie under
+the root (no escape through symlinks).
 
 Writes are atomic and durable: a temporary file in the target directory is
 written, fsynced and renamed over the object, then the directory is fsynced,
 so a crash leaves either the old object or the new one.  The MD5 is checked
 before anything is written.  All file I/O and hashing run on the thread pool
-(``deferToThreadPool``), never on the reactor thread.
-
-This module also holds the key rules shared by the other path-addressed
-stores (:func:`path_key`, :func:`check_key`) and the argument checks every
-backend applies (:func:`check_md5`, :func:`check_range`).
+(``deferToThreadPool``), never on the reactor thread.  The name and key
+rules shared with the other stores live in :mod:`.keys`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from imagecatcher.storage.keys import (
     check_key,
     check_md5,
     check_range,
+    name_from_location,
+    object_key,
     path_key,
 )
 
@@ -86,6 +90,9 @@ def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
 
 class FileStore:
     """A :class:`~imagecatcher.storage.ContentStore` over a local directory."""
+
+    #: A re-put of a path overwrites its file: nothing is left to delete.
+    replaces_in_place = True
 
     def __init__(
         self, root: Path, reactor: IReactorFromThreads, threadpool: ThreadPool
@@ -206,14 +213,19 @@ class FileStore:
         The context is not kept: a file has nowhere to put it.
         """
         check_md5(md5)
-        key = path_key(collection, path)
-        written = await self._in_thread("put", key, self._write, key, data, md5)
-        return StoredObject(key, "file://" + quote(str(written)))
+        name = path_key(collection, path)
+        written = await self._in_thread("put", name, self._write, name, data, md5)
+        return StoredObject(object_key(name), "file://" + quote(str(written)))
+
+    def _name(self, obj: StoredObject) -> str:
+        """The object name (relative path under the root) of ``obj``."""
+        return name_from_location(obj, "file://" + quote(str(self._root)) + "/")
 
     async def verify(self, obj: StoredObject, size: int, md5: bytes) -> None:
         """Check the file's size, then re-hash it in chunks and compare MD5s."""
         check_md5(md5)
-        await self._in_thread("verify", obj.key, self._verify, obj.key, size, md5)
+        name = self._name(obj)
+        await self._in_thread("verify", name, self._verify, name, size, md5)
 
     def _size(self, key: str) -> int:
         path = self._file(key)
@@ -223,26 +235,26 @@ class FileStore:
 
     async def size(self, obj: StoredObject) -> int:
         """The file's size."""
-        check_key(obj.key)
-        return await self._in_thread("size", obj.key, self._size, obj.key)
+        name = self._name(obj)
+        return await self._in_thread("size", name, self._size, name)
 
     async def get(self, obj: StoredObject) -> bytes:
         """Read the whole file."""
-        check_key(obj.key)
-        return await self._in_thread("get", obj.key, self._read, obj.key)
+        name = self._name(obj)
+        return await self._in_thread("get", name, self._read, name)
 
     async def get_range(self, obj: StoredObject, start: int, end: int) -> bytes:
         """Read only bytes ``start``..``end`` (inclusive, clipped to the file)."""
         check_range(start, end)
-        check_key(obj.key)
+        name = self._name(obj)
         return await self._in_thread(
-            "get", obj.key, self._read, obj.key, start, end - start + 1
+            "get", name, self._read, name, start, end - start + 1
         )
 
     async def delete(self, obj: StoredObject) -> None:
         """Remove the file if it exists."""
-        check_key(obj.key)
-        await self._in_thread("delete", obj.key, self._remove, obj.key)
+        name = self._name(obj)
+        await self._in_thread("delete", name, self._remove, name)
 
     async def health(self, collection: str) -> None:
         """Write the ping probe into ``collection`` and verify it."""

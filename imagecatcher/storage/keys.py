@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import unquote
 
-from imagecatcher.storage import PING_CONTENT, StoreError
+from imagecatcher.storage import PING_CONTENT, StoredObject, StoreError
 
 #: MD5 of the ping probe, so health checks need not hash it each time.
 PING_MD5 = hashlib.md5(PING_CONTENT).digest()
@@ -42,6 +43,43 @@ def path_key(collection: str, path: str) -> str:
         raise StoreError(f"invalid collection name {collection!r}")
     relative = path[1:] if path.startswith("/") else path
     return check_key(f"{collection}/{relative}" if collection else relative)
+
+
+def object_key(name: str) -> str:
+    """The ``jfs_key`` of the path-addressed object ``name``: 40 hex digits.
+
+    ``file_object_fs_replicas.jfs_key`` is ``VARCHAR(64)`` in every database
+    the old service created, and object names (``<collection>/acquisitions/
+    <uid>/<tile name>``) are often longer, so path-addressed stores record the
+    SHA-1 of the name instead: short, unique per object and the same for every
+    re-put of a path (the re-put replaces the object, and so keeps its key).
+    The object itself is found again through the location URL.
+    """
+    return hashlib.sha1(name.encode("utf-8")).hexdigest()
+
+
+def is_path_key(key: str) -> bool:
+    """Whether ``key`` is an object name itself (what path-addressed stores
+    recorded as ``jfs_key`` before :func:`object_key`; every such name holds a
+    ``/``, no generated key does)."""
+    return "/" in key
+
+
+def name_from_location(obj: StoredObject, prefix: str) -> str:
+    """The object name of ``obj`` in a path-addressed store.
+
+    Keys recorded before :func:`object_key` are the name; otherwise the name
+    is what follows ``prefix`` in the (percent-encoded) location URL.  Raises
+    StoreError when the location is not under ``prefix`` or the name is unsafe.
+    """
+    if is_path_key(obj.key):
+        return check_key(obj.key)
+    if not obj.location_url.startswith(prefix):
+        raise StoreError(
+            f"object {obj.key!r} is located at {obj.location_url!r},"
+            f" which is not in this store ({prefix}...)"
+        )
+    return check_key(unquote(obj.location_url[len(prefix) :]))
 
 
 def check_md5(md5: bytes) -> None:

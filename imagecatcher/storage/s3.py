@@ -1,10 +1,14 @@
 """``s3://bucket`` store: S3 over treq, requests signed with AWS SigV4 by botocore.
 
-Objects live at path-style URLs ``<endpoint>/<bucket>/<key>`` with the key of
-:func:`~imagecatcher.storage.fs.path_key` (``<collection>/<path>``), so a
-re-put of a path replaces the object.  The key is percent-encoded once
-(``/`` kept) and that exact URL is both signed and sent, so keys such as
-``FAFB/acquisitions/0/jfs ping`` work.
+Objects live at path-style URLs ``<endpoint>/<bucket>/<name>`` with the name
+of :func:`~imagecatcher.storage.keys.path_key` (``<collection>/<path>``), so a
+re-put of a path replaces the object.  The name is percent-encoded once
+(``/`` kept) and that exact URL is both signed and sent, so names such as
+``FAFB/acquisitions/0/jfs ping`` work.  The URL is the location URL; the
+``jfs_key`` is :func:`~imagecatcher.storage.keys.object_key` of the name (the
+schema's ``VARCHAR(64)`` cannot hold the name), and reads take the name back
+from the location URL's path (or from a ``jfs_key`` that is the name itself,
+as rows written before recorded).
 
 Puts carry ``Content-MD5`` (the server rejects a body that does not match) and
 ``x-amz-content-sha256: UNSIGNED-PAYLOAD``: signing then only hashes the
@@ -43,6 +47,9 @@ from imagecatcher.storage.keys import (
     check_key,
     check_md5,
     check_range,
+    is_path_key,
+    name_from_location,
+    object_key,
     path_key,
 )
 
@@ -63,6 +70,9 @@ def _error_code(reply: Reply) -> str:
 
 class S3Store:
     """A :class:`~imagecatcher.storage.ContentStore` over one S3 bucket."""
+
+    #: A re-put of a path overwrites its object: nothing is left to delete.
+    replaces_in_place = True
 
     def __init__(
         self,
@@ -97,9 +107,17 @@ class S3Store:
         self._auth = S3SigV4Auth(Credentials(access_key, secret_key), "s3", region)
         self._timeout = timeout
 
-    def url(self, key: str) -> str:
-        """The path-style URL of ``key``, percent-encoded exactly once."""
-        return f"{self._endpoint}/{self._bucket}/{quote(check_key(key), safe='/')}"
+    def url(self, name: str) -> str:
+        """The path-style URL of object ``name``, percent-encoded exactly once."""
+        return f"{self._endpoint}/{self._bucket}/{quote(check_key(name), safe='/')}"
+
+    def _object_url(self, obj: StoredObject) -> str:
+        """The URL of ``obj`` on this endpoint, its name taken from the
+        location URL's path (the endpoint may have been renamed since)."""
+        if is_path_key(obj.key):
+            return self.url(obj.key)
+        located = StoredObject(obj.key, urlsplit(obj.location_url).path)
+        return self.url(name_from_location(located, f"/{self._bucket}/"))
 
     def sign(
         self, method: str, url: str, headers: Mapping[str, str] | None = None
@@ -166,24 +184,24 @@ class S3Store:
         (values percent-encoded, so any text is safe in a header).
         """
         check_md5(md5)
-        key = path_key(collection, path)
-        url = self.url(key)
+        name = path_key(collection, path)
+        url = self.url(name)
         headers = {
             "Content-Type": "application/octet-stream",
             "Content-MD5": base64.b64encode(md5).decode("ascii"),
             "x-amz-meta-collection": quote(collection, safe=""),
         }
-        for name, value in (context or {}).items():
-            if _META_NAME.fullmatch(name.lower()) and name.lower() != "collection":
-                headers[f"x-amz-meta-{name.lower()}"] = quote(value, safe="")
+        for field, value in (context or {}).items():
+            if _META_NAME.fullmatch(field.lower()) and field.lower() != "collection":
+                headers[f"x-amz-meta-{field.lower()}"] = quote(value, safe="")
         await self._call("PUT", url, headers, data)
-        return StoredObject(key, url)
+        return StoredObject(object_key(name), url)
 
     async def verify(self, obj: StoredObject, size: int, md5: bytes) -> None:
         """HEAD the object: Content-Length must be ``size`` and a single-part
         ETag (the hex MD5) must equal ``md5``."""
         check_md5(md5)
-        url = self.url(obj.key)
+        url = self._object_url(obj)
         reply = await self._call("HEAD", url)
         length = reply.header("Content-Length")
         if length is None or not length.isdigit():
@@ -196,7 +214,7 @@ class S3Store:
 
     async def size(self, obj: StoredObject) -> int:
         """HEAD the object for its Content-Length."""
-        url = self.url(obj.key)
+        url = self._object_url(obj)
         length = (await self._call("HEAD", url)).header("Content-Length")
         if length is None or not length.isdigit():
             raise StoreError(f"S3 HEAD {url}: no valid Content-Length")
@@ -204,13 +222,13 @@ class S3Store:
 
     async def get(self, obj: StoredObject) -> bytes:
         """GET the whole object."""
-        return (await self._call("GET", self.url(obj.key))).body
+        return (await self._call("GET", self._object_url(obj))).body
 
     async def get_range(self, obj: StoredObject, start: int, end: int) -> bytes:
         """GET bytes ``start``..``end`` with a Range header (clipped; empty past the end)."""
         check_range(start, end)
         headers = {"Range": f"bytes={start}-{end}"}
-        reply = await self._call("GET", self.url(obj.key), headers, ok=(416,))
+        reply = await self._call("GET", self._object_url(obj), headers, ok=(416,))
         if reply.code == 416:  # InvalidRange: the range starts past the end
             return b""
         if reply.code == 206:
@@ -220,7 +238,7 @@ class S3Store:
     async def delete(self, obj: StoredObject) -> None:
         """DELETE the object; S3 answers 204 whether or not it existed."""
         try:
-            await self._call("DELETE", self.url(obj.key))
+            await self._call("DELETE", self._object_url(obj))
         except ObjectNotFound:
             pass
 

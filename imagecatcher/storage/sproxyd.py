@@ -146,6 +146,10 @@ def _reported_md5(reply: Reply) -> bytes | None:
 class SproxydStore:
     """A :class:`~imagecatcher.storage.ContentStore` over one sproxyd driver."""
 
+    #: Every put makes a new object under a fresh key; the old one stays
+    #: until it is deleted.
+    replaces_in_place = False
+
     def __init__(
         self,
         client: HTTPClient,

@@ -34,3 +34,21 @@ def rows(config: Config, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any
 def scalar(config: Config, sql: str, params: Sequence[Any] = ()) -> Any:
     """The first column of the first row."""
     return rows(config, sql, params)[0][0]
+
+
+def execute(config: Config, sql: str, params: Sequence[Any] = ()) -> None:
+    """Run one statement (``%s`` placeholders) and commit it."""
+    if config.db_driver == "sqlite":
+        conn = sqlite3.connect(config.sqlite_path)
+        try:
+            with conn:
+                conn.execute(SQLiteDialect().translate(sql), params)
+        finally:
+            conn.close()
+        return
+    mysql = pymysql.connect(**config.mysql_args(), autocommit=True)
+    try:
+        with mysql.cursor() as cur:
+            cur.execute(sql, params)
+    finally:
+        mysql.close()

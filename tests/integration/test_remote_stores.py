@@ -9,10 +9,12 @@ import socket
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
 from imagecatcher.config import Config
+from imagecatcher.storage.keys import object_key
 from imagecatcher.storage.s3 import S3Store
 from tests.conftest import PROJECT
 from tests.integration.daemon import ports, run_tool, running, twistd_argv, write_config
@@ -29,7 +31,7 @@ def _fetch_sproxyd(port: int, key: str) -> bytes:
         return bytes(r.read())
 
 
-def _fetch_s3(server: SeaweedS3, bucket: str, key: str) -> bytes:
+def _fetch_s3(server: SeaweedS3, bucket: str, name: str) -> bytes:
     signer = S3Store(
         None,  # type: ignore[arg-type]  # signing needs no client
         None,  # type: ignore[arg-type]
@@ -39,7 +41,7 @@ def _fetch_s3(server: SeaweedS3, bucket: str, key: str) -> bytes:
         server.secret_key,
         server.region,
     )
-    url = signer.url(key)
+    url = signer.url(name)
     req = urllib.request.Request(url, headers=signer.sign("GET", url))
     with urllib.request.urlopen(req, timeout=10) as r:
         return bytes(r.read())
@@ -113,7 +115,8 @@ def test_sproxyd_store(tmp_path: Path, engine_config: Config) -> None:
 
 
 def test_s3_store(tmp_path: Path, engine_config: Config, seaweed_s3: SeaweedS3) -> None:
-    """Tiles and ancillary files land in a real S3 server under collection/path keys."""
+    """Tiles and ancillary files land in a real S3 server named collection/path,
+    keyed by the SHA-1 of that name."""
     bucket = f"ic-{os.urandom(4).hex()}"
     http_port, tcp_port = ports()
     cfg = write_config(
@@ -129,9 +132,21 @@ def test_s3_store(tmp_path: Path, engine_config: Config, seaweed_s3: SeaweedS3) 
     assert run_tool(["--config", str(cfg), "db-init"], tmp_path).returncode == 0
     with running(twistd_argv(cfg, http_port, tcp_port), tmp_path, http_port):
         stored = _round(http_port, tcp_port, engine_config)
-    assert "FAFB/acquisitions/123/col0008_row0080_cam0.tif" in stored
+    located = dict(
+        rows(
+            engine_config,
+            "SELECT jfs_key, location_url FROM file_object_fs_replicas"
+            " WHERE jfs_key <> ''",
+        )
+    )
+    prefix = f"{seaweed_s3.endpoint_url}/{bucket}/"
+    assert located[object_key("FAFB/acquisitions/123/col0008_row0080_cam0.tif")] == (
+        prefix + "FAFB/acquisitions/123/col0008_row0080_cam0.tif"
+    )
     for key, data in stored.items():
-        assert _fetch_s3(seaweed_s3, bucket, key) == data
+        assert len(key) == 40 and located[key].startswith(prefix)
+        name = unquote(located[key][len(prefix) :])
+        assert _fetch_s3(seaweed_s3, bucket, name) == data
 
 
 @pytest.fixture(autouse=True)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pymysql
+import pytest
 import pytest_twisted
 
+from imagecatcher.config import Config
 from imagecatcher.db.dialect import Cursor
 from imagecatcher.db.migrations import Migrator
-from imagecatcher.db.pool import Database
+from imagecatcher.db.pool import Database, open_database
 from imagecatcher.db.repository import Repository
 
 USED_TABLES = {
@@ -176,3 +181,38 @@ async def test_reset_drops_data(database: Database, repo: Repository) -> None:
     await migrator.reset()
     assert await _count(database, "calibrations") == 0
     assert await _count(database, "temcas") == 14
+
+
+def _session_sql_mode(cur: Cursor) -> str:
+    cur.execute("SELECT @@SESSION.sql_mode")
+    row = cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _overlong_key(cur: Cursor) -> None:
+    cur.execute(
+        "INSERT INTO file_objects (sha1_checksum, checksum_date, creation_date)"
+        " VALUES (NULL, NULL, NULL)"
+    )
+    cur.execute(
+        "INSERT INTO file_object_fs_replicas (jfs_key, file_object_id, file_exists_yn,"
+        " replica_created_date) VALUES (%s, %s, 0, '2016-11-05 21:30:17')",
+        ("k" * 65, cur.lastrowid),
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_mariadb_sessions_are_strict(
+    mariadb_config: Config, reactor: Any
+) -> None:
+    """The test MariaDB, and the daemon's sessions on it, refuse a value longer
+    than its column (strict mode), so SQLite's leniency cannot hide such bugs."""
+    database = open_database(mariadb_config, reactor)
+    try:
+        await Migrator(Repository(database, reactor)).init()
+        assert "STRICT_TRANS_TABLES" in await database.run(_session_sql_mode)
+        with pytest.raises(pymysql.err.DataError, match="Data too long"):
+            await database.run(_overlong_key)
+    finally:
+        database.close()

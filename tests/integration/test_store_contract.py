@@ -262,3 +262,65 @@ async def test_put_wrong_md5_stores_nothing(backend: Backend, collection: str) -
             await backend.store.get(StoredObject(path_key(collection, path), ""))
     else:
         assert backend.sproxyd is not None and backend.sproxyd.objects == before
+
+
+#: A production-shaped name: 12-digit UID, directory-prefixed drift tile.
+_LONG_PATH = (
+    "/acquisitions/161105213017/col0012/Dump_cam0_frame12345_col0012_row0005.tif"
+)
+
+
+@pytest_twisted.ensureDeferred
+async def test_key_fits_the_schema_column(backend: Backend, collection: str) -> None:
+    """However long the object's name, its key fits ``jfs_key VARCHAR(64)``,
+    and two long names that differ only at the end get two keys."""
+    store = backend.store
+    one = await store.put(collection, _LONG_PATH, b"one", _md5(b"one"))
+    two = await store.put(collection, _LONG_PATH + "x", b"two", _md5(b"two"))
+    assert len(path_key(collection, _LONG_PATH)) > 64
+    assert 0 < len(one.key) <= 64 and 0 < len(two.key) <= 64 and one.key != two.key
+    assert len(one.location_url) <= 1024
+    assert await store.get(one) == b"one" and await store.get(two) == b"two"
+    await store.verify(one, 3, _md5(b"one"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_objects_found_by_what_older_rows_hold(
+    backend: Backend, collection: str
+) -> None:
+    """Rows written before keep working: a path-addressed object is found by a
+    ``jfs_key`` that is its name (with or without the location URL), a sproxyd
+    object by its key alone."""
+    store, path, data = (
+        backend.store,
+        "/acquisitions/1/col0001_row0002_cam0.tif",
+        b"old",
+    )
+    obj = await store.put(collection, path, data, _md5(data))
+    if backend.path_addressed:
+        name = path_key(collection, path)
+        olds = [StoredObject(name, obj.location_url), StoredObject(name, "")]
+    else:
+        olds = [StoredObject(obj.key, "")]
+    for old in olds:
+        assert await store.get(old) == data
+        assert await store.get_range(old, 1, 2) == data[1:3]
+        assert await store.size(old) == len(data)
+        await store.verify(old, len(data), _md5(data))
+
+
+@pytest_twisted.ensureDeferred
+async def test_location_outside_the_store_is_refused(
+    backend: Backend, collection: str
+) -> None:
+    """A generated key whose location URL points elsewhere is a StoreError
+    (path-addressed stores) and never reaches another object."""
+    store = backend.store
+    obj = await store.put(collection, "/acquisitions/1/g.tif", b"g", _md5(b"g"))
+    elsewhere = StoredObject(obj.key, "file:///etc/passwd")
+    if backend.path_addressed:
+        with pytest.raises(StoreError) as excinfo:
+            await store.get(elsewhere)
+        assert not isinstance(excinfo.value, ObjectNotFound)
+    else:  # sproxyd addresses by key only; the URL is informative
+        assert await store.get(elsewhere) == b"g"

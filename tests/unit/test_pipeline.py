@@ -46,6 +46,7 @@ from imagecatcher.pipeline import (
 )
 from imagecatcher.spool import Spool, SpoolEntry
 from imagecatcher.storage import StoredObject, StoreError
+from imagecatcher.storage.keys import object_key, path_key
 from imagecatcher.storage.memory import MemoryStore
 from tests.storefakes import ImmediateReactor, SyncThreadPool, result_of, run
 
@@ -53,7 +54,8 @@ UID = 123
 MOSAIC = 11
 NAME = "col0006_row0017_cam1.tif"
 PATH = f"/acquisitions/{UID}/{NAME}"
-KEY = f"FAFB{PATH}"
+OBJECT = f"FAFB{PATH}"
+KEY = object_key(OBJECT)
 WAIT = 1.0
 ACQ = Acquisition(
     uid=UID,
@@ -180,6 +182,8 @@ class FakeRepository:
 class FreshKeyStore(MemoryStore):
     """Like sproxyd: every put gets a new key."""
 
+    replaces_in_place = False
+
     def __init__(self) -> None:
         super().__init__()
         self._n = 0
@@ -192,9 +196,11 @@ class FreshKeyStore(MemoryStore):
         md5: bytes,
         context: Mapping[str, str] | None = None,
     ) -> StoredObject:
-        """Store under a key no earlier put used."""
+        """Store under a key no earlier put used; the key alone finds it."""
         self._n += 1
-        return await super().put(collection, f"{path}.{self._n}", data, md5, context)
+        path = f"{path}.{self._n}"
+        obj = await super().put(collection, path, data, md5, context)
+        return StoredObject(path_key(collection, path), obj.location_url)
 
 
 class GatedStore(MemoryStore):
@@ -442,7 +448,7 @@ def test_capture_new_tile_stores_and_finalises(rig: Rig) -> None:
     """A new tile is put once, finalised with its SHA-1/MD5 and its key returned."""
     data = b"\x00tile\r\nbytes" * 100
     result = rig.capture(data)
-    assert rig.store.puts == 1 and rig.store.objects == {KEY: data}
+    assert rig.store.puts == 1 and rig.store.objects == {OBJECT: data}
     assert rig.repo.finalised == [
         Finalised(1, NAME, PATH, KEY, _sha1(data), _md5(data))
     ]
@@ -505,7 +511,7 @@ def test_resending_new_bytes_replaces_the_content(rig: Rig) -> None:
     """Different bytes for a known tile are put and finalised again."""
     rig.capture(b"old")
     result = rig.capture(b"new")
-    assert rig.store.puts == 2 and rig.store.objects == {KEY: b"new"}
+    assert rig.store.puts == 2 and rig.store.objects == {OBJECT: b"new"}
     assert [f.sha1 for f in rig.repo.finalised] == [_sha1(b"old"), _sha1(b"new")]
     assert result.sha1 == _sha1(b"new")
 
@@ -562,7 +568,7 @@ def test_store_failure_spools_then_uploads(rig: Rig) -> None:
     assert call.getTime() == 1.0
 
     rig.clock.advance(1.0)
-    assert rig.store.puts == 2 and rig.store.objects == {KEY: data}
+    assert rig.store.puts == 2 and rig.store.objects == {OBJECT: data}
     assert rig.repo.finalised == [
         Finalised(1, NAME, PATH, KEY, _sha1(data), _md5(data))
     ]
@@ -609,7 +615,7 @@ def test_upload_after_some_failures_succeeds(rig: Rig) -> None:
     for step in (1.0, 2.0, 4.0):
         assert rig.spool_files() != []
         rig.clock.advance(step)
-    assert rig.store.objects == {KEY: b"eventually"} and rig.spool_files() == []
+    assert rig.store.objects == {OBJECT: b"eventually"} and rig.spool_files() == []
     assert rig.clock.getDelayedCalls() == [] and _gave_up(rig) == []
 
 
@@ -620,7 +626,7 @@ def test_superseded_spooled_entry_is_dropped(rig: Rig) -> None:
     rig.capture(b"newer")  # the store works again: stored and finalised at once
     puts = rig.store.puts
     rig.clock.advance(1.0)
-    assert rig.store.puts == puts and rig.store.objects == {KEY: b"newer"}
+    assert rig.store.puts == puts and rig.store.objects == {OBJECT: b"newer"}
     assert rig.spool_files() == []
     assert rig.repo.record(1).sha1 == _sha1(b"newer")
 
@@ -809,7 +815,7 @@ def test_cancelling_the_caller_spares_the_capture(rig: Rig) -> None:
     view.cancel()
     assert _failure_of(view).check(CancelledError)
     rig.repo.gate.callback(None)
-    assert rig.store.objects == {KEY: b"keep going"}
+    assert rig.store.objects == {OBJECT: b"keep going"}
     assert [f.key for f in rig.repo.finalised] == [KEY]
 
 

@@ -18,7 +18,7 @@ from imagecatcher.storage import (
     StoreError,
 )
 from imagecatcher.storage.fs import FileStore, store_path_from_url
-from imagecatcher.storage.keys import path_key
+from imagecatcher.storage.keys import object_key, path_key
 from tests.storefakes import ImmediateReactor, SyncThreadPool, run
 
 
@@ -122,14 +122,15 @@ def test_symlink_out_of_the_root_is_refused(store: FileStore, tmp_path: Path) ->
 
 
 def test_key_layout_and_location_url(store: FileStore, tmp_path: Path) -> None:
-    """The key is ``<collection>/<path>`` and the URL the percent-encoded file path."""
+    """The file is ``<collection>/<path>``, the key its SHA-1 and the URL the
+    percent-encoded file path."""
     obj = run(store.put("FAFB", PING_PATH, PING_CONTENT, _md5(PING_CONTENT)))
-    assert obj.key == "FAFB/acquisitions/0/jfs ping"
+    assert obj.key == object_key("FAFB/acquisitions/0/jfs ping")
     target = tmp_path / "root" / "FAFB" / "acquisitions" / "0" / "jfs ping"
     assert obj.location_url == f"file://{tmp_path}/root/FAFB/acquisitions/0/jfs%20ping"
     assert target.read_bytes() == PING_CONTENT
     empty = run(store.put("", "/acquisitions/1/a.tif", b"", _md5(b"")))
-    assert empty.key == "acquisitions/1/a.tif"
+    assert empty.key == object_key("acquisitions/1/a.tif")
 
 
 def test_put_leaves_no_temporary_files(store: FileStore, tmp_path: Path) -> None:
@@ -163,7 +164,7 @@ def test_verify_detects_size_and_content_changes(
     run(store.verify(obj, 6, _md5(b"abcdef")))
     with pytest.raises(StoreError, match="6 bytes stored, expected 7"):
         run(store.verify(obj, 7, _md5(b"abcdef")))
-    (tmp_path / "root" / obj.key).write_bytes(b"abcdeX")
+    (tmp_path / "root" / "C" / "acquisitions" / "1" / "v.tif").write_bytes(b"abcdeX")
     with pytest.raises(StoreError, match="MD5"):
         run(store.verify(obj, 6, _md5(b"abcdef")))
 

@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from imagecatcher.storage import StoreError
+from imagecatcher.storage.keys import object_key
 from imagecatcher.storage.memory import MemoryStore
 from tests.storefakes import run
 
@@ -25,7 +26,7 @@ def test_fail_next_fails_that_many_puts() -> None:
     assert store.objects == {}
     obj = run(store.put("C", "/a", b"x", _md5(b"x")))
     assert store.puts == 3
-    assert store.objects == {"C/a": b"x"} and obj.key == "C/a"
+    assert store.objects == {"C/a": b"x"} and obj.key == object_key("C/a")
 
 
 def test_fail_next_default_error() -> None:

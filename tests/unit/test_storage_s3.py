@@ -14,6 +14,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from imagecatcher.storage import ObjectNotFound, StoredObject, StoreError
+from imagecatcher.storage.keys import object_key
 from imagecatcher.storage.s3 import S3Store
 from tests.storefakes import run, stub_client
 
@@ -108,7 +109,7 @@ def test_put_request() -> None:
             "FAFB", "/acquisitions/0/jfs ping", data, _md5(data), {"sample": "a b"}
         )
     )
-    assert obj.key == "FAFB/acquisitions/0/jfs ping"
+    assert obj.key == object_key("FAFB/acquisitions/0/jfs ping")
     assert obj.location_url == f"{ENDPOINT}/tiles/FAFB/acquisitions/0/jfs%20ping"
     [seen] = server.seen
     assert (seen.method, seen.path, seen.body) == (
