@@ -16,7 +16,9 @@ to the spool instead.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -29,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from imagecatcher.db.capture import UNKNOWN, Recorded, TileContent
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import (
     Acquisition,
@@ -41,8 +44,9 @@ from imagecatcher.domain import (
     jfs_path,
 )
 from imagecatcher.names import TileName
+from imagecatcher.sink import Received, SinkFactory, TileSink
 from imagecatcher.spool import Spool, SpoolEntry
-from imagecatcher.storage import ContentStore, StoredObject, StoreError
+from imagecatcher.storage import ContentStore, LocalStore, StoredObject, StoreError
 
 log = Logger()
 T = TypeVar("T")
@@ -50,8 +54,6 @@ T = TypeVar("T")
 #: Background upload of a spooled tile: attempts per run and the backoff cap.
 SPOOL_ATTEMPTS = 8
 SPOOL_BACKOFF_MAX = 60.0
-#: How long a looked-up acquisition is reused by captures.
-ACQUISITION_CACHE_SECONDS = 5.0
 
 
 class QueueTimeout(CatcherError):
@@ -63,6 +65,14 @@ def _digest(algorithm: Callable[[], Any], data: bytes | memoryview) -> bytes:
     h.update(data)
     digest: bytes = h.digest()
     return digest
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def colour(waiting: int, capacity: int) -> QueueColour:
@@ -123,12 +133,16 @@ class Stage:
 
 @attrs.frozen
 class TileUpload:
-    """One tile as received over HTTP or TCP."""
+    """One tile as received over HTTP or TCP: its bytes are in ``sink``
+    (written as they arrived), or in ``data`` (small tiles, tests)."""
 
     acq_id: int
     tile: TileName
-    data: bytes | memoryview = attrs.field(repr=lambda v: f"<{len(v)} bytes>")
+    data: bytes | memoryview = attrs.field(
+        default=b"", repr=lambda v: f"<{len(v)} bytes>"
+    )
     md5: bytes | None = None  # the client's, verified when given
+    sink: TileSink | None = None
 
 
 @attrs.frozen
@@ -160,10 +174,17 @@ class Pipeline:
         content_stage: Stage,
         jfs_mapping: Mapping[str, str],
         notify: Callable[[str], None] = lambda text: None,
+        local: LocalStore | None = None,
+        max_tile_bytes: int | None = None,
     ) -> None:
         self._repo = repo
         self._store = store
+        self._local = local
         self._spool = spool
+        # Tiles are received where they will be kept: beside the local
+        # store's files, or in the spool for a remote store.
+        staging = local.staging_dir if local is not None else spool.staging_dir
+        self._sinks = SinkFactory(staging, clock, threadpool, max_tile_bytes)
         self._clock = clock
         self._pool = threadpool
         self.tile_stage = tile_stage
@@ -172,7 +193,6 @@ class Pipeline:
         self._notify = notify
         self._in_flight: set[Deferred[Any]] = set()
         self._pending_calls: set[IDelayedCall] = set()
-        self._acquisitions: dict[int, tuple[float, Acquisition]] = {}
         self._stopping = False
 
     # -- status ----------------------------------------------------------------
@@ -184,6 +204,15 @@ class Pipeline:
         )
 
     # -- capture ---------------------------------------------------------------
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where sinks put the tiles they receive."""
+        return self._sinks.directory
+
+    def open_sink(self) -> TileSink:
+        """A sink for the next tile's bytes, in the tile's durable home."""
+        return self._sinks.open()
 
     def capture(self, upload: TileUpload) -> Deferred[Captured]:
         """Capture one tile; the Deferred fires once it is durable.
@@ -204,18 +233,9 @@ class Pipeline:
         return result
 
     async def _acquisition(self, uid: int) -> Acquisition:
-        # A short cache: acquisitions change only when their log is re-posted,
-        # and a daemon that missed that change for a few seconds is harmless.
-        now = self._clock.seconds()
-        cached = self._acquisitions.get(uid)
-        if cached is not None and now - cached[0] < ACQUISITION_CACHE_SECONDS:
-            return cached[1]
-        acq = await self._repo.acquisition(uid)
+        acq = await self._repo.cached_acquisition(uid)
         if acq is None:
             raise NotFound(f"No mosaic image found for acquisition id {uid}")
-        if len(self._acquisitions) > 1000:
-            self._acquisitions.clear()
-        self._acquisitions[uid] = (now, acq)
         return acq
 
     async def _hash(self, data: bytes | memoryview) -> tuple[bytes, bytes]:
@@ -226,71 +246,110 @@ class Pipeline:
         return await md5, await sha1
 
     async def _capture(self, upload: TileUpload) -> Captured:
+        sink = upload.sink
+        if sink is None:
+            sink = self.open_sink()
+            sink.write(upload.data)
+        kept = [False]  # whether the sink's file became the tile's content
+        try:
+            return await self._capture_into(upload, sink, kept)
+        finally:
+            if not kept[0]:
+                await sink.discard()
+
+    async def _capture_into(
+        self, upload: TileUpload, sink: TileSink, kept: list[bool]
+    ) -> Captured:
         name = upload.tile
-        # The checksums are computed on two threads while the database answers.
-        hashing = Deferred.fromCoroutine(self._hash(upload.data))
         try:
             acq = await self._acquisition(upload.acq_id)
-        finally:
-            md5, sha1 = await hashing
-        if upload.md5 is not None and upload.md5 != md5:
+        except BaseException:
+            await sink.discard()
+            raise
+        # The re-send check reads the tile while the last bytes are hashed.
+        finding = Deferred.fromCoroutine(
+            self._repo.find_tile(acq.mosaic_id, name.col, name.row, name.frame)
+        )
+        try:
+            received = await sink.finish()
+        except BaseException:
+            finding.addErrback(lambda _: None)
+            raise
+        existing = await finding
+        if upload.md5 is not None and upload.md5 != received.md5:
             raise BadParameter(
                 f"The received checksum {upload.md5.hex()} and the calculated"
-                f" checksum {md5.hex()} do not match"
-            )
-
-        async def tile_job() -> TileRecord:
-            return await self._repo.upsert_tile(
-                acq, name.col, name.row, name.frame, name.camera
-            )
-
-        try:
-            tile = await self.tile_stage.run(tile_job)
-        except QueueTimeout:
-            raise CatcherError(
-                f"Timeout waiting to enqueue the tile job for: {acq.uid}:{name.name}"
-            ) from None
-        if tile.camera is None:
-            # Q19: stored without a camera configuration rather than refused.
-            log.warn(
-                "no camera configuration for camera {camera} of temca {temca};"
-                " {acqid}:{name} stored without one",
-                camera=name.camera,
-                temca=acq.temca_id,
-                acqid=acq.uid,
-                name=name.name,
+                f" checksum {received.md5.hex()} do not match"
             )
         path = jfs_path(acq.uid, name.name)
-        if tile.sha1 == sha1 and (
-            tile.persisted or await self._spool.has(tile.tile_id, sha1)
+        if (
+            existing is not None
+            and existing.sha1 == received.sha1
+            and (
+                existing.persisted
+                or await self._spool.has(existing.tile_id, received.sha1)
+            )
         ):
             log.debug(
                 "tile {acqid}:{name} re-sent unchanged", acqid=acq.uid, name=name.name
             )
-            return self._captured(acq, tile, name, tile.jfs_key, path, sha1)
-        if tile.sha1 is not None and tile.sha1 != sha1:
+            return self._captured(
+                acq, existing, name, existing.jfs_key, path, received.sha1
+            )
+        if existing is not None and existing.sha1 is not None:
             log.info(
                 "re-capture of {acqid}:{name} (tile {tile_id}): content replaced",
                 acqid=acq.uid,
                 name=name.name,
-                tile_id=tile.tile_id,
+                tile_id=existing.tile_id,
             )
-        entry = SpoolEntry(
-            tile_id=tile.tile_id,
-            uid=acq.uid,
-            name=name.name,
+        content = TileContent(
+            mosaic_id=acq.mosaic_id,
+            temca_id=acq.temca_id,
             col=name.col,
             row=name.row,
-            collection=acq.collection(self._mapping),
+            frame=name.frame,
+            camera=name.camera,
+            name=name.name,
             path=path,
-            context=acq.storage_context() | {"checksum": md5.hex()},
-            sha1=sha1,
-            md5=md5,
-            superseded_key=tile.jfs_key,
+            key="",
+            url="",
+            sha1=received.sha1,
+            md5=received.md5,
         )
+        collection = acq.collection(self._mapping)
+        if self._local is not None:
+            await sink.make_durable()
+            obj = await self._local.place(received.path, received.md5, collection, path)
+            kept[0] = True
+            recorded = await self._record(acq, name, content, obj)
+            return self._captured(
+                acq, recorded.tile, name, obj.key, path, received.sha1
+            )
+        return await self._capture_remote(
+            acq, name, sink, received, content, existing, kept
+        )
+
+    async def _capture_remote(
+        self,
+        acq: Acquisition,
+        name: TileName,
+        sink: TileSink,
+        received: Received,
+        content: TileContent,
+        existing: TileRecord | None,
+        kept: list[bool],
+    ) -> Captured:
+        collection = acq.collection(self._mapping)
+        context = acq.storage_context() | {"checksum": received.md5.hex()}
+        superseded = existing.jfs_key if existing is not None else ""
         try:
-            key = await self.content_stage.run(
-                lambda: self._store_and_finalise(acq, tile, entry, upload.data)
+            await sink.close()
+            data = await self._read(received.path)
+            obj = await self.content_stage.run(
+                lambda: self._put_and_verify(
+                    collection, content.path, data, received.md5, context
+                )
             )
         except (StoreError, QueueTimeout, defer.TimeoutError) as e:
             log.warn(
@@ -303,11 +362,70 @@ class Pipeline:
                 f"Content store failed for {acq.uid}:{name.name}: {e};"
                 " the tile is kept in the spool and retried"
             )
-            await self._spool.put(entry, upload.data)
-            await self._repo.mark_spooled(tile, name.name, path, sha1, md5)
+            recorded = await self._record(acq, name, content, None)
+            entry = SpoolEntry(
+                tile_id=recorded.tile.tile_id,
+                uid=acq.uid,
+                name=name.name,
+                col=name.col,
+                row=name.row,
+                collection=collection,
+                path=content.path,
+                context=context,
+                sha1=received.sha1,
+                md5=received.md5,
+                superseded_key=superseded,
+            )
+            await self._fsync(received.path)
+            await self._spool.adopt(entry, received.path)
+            kept[0] = True
             self._schedule_upload(entry, delay=1.0)
-            key = ""
-        return self._captured(acq, tile, name, key, path, sha1)
+            return self._captured(
+                acq, recorded.tile, name, "", content.path, received.sha1
+            )
+        recorded = await self._record(acq, name, content, obj)
+        self._discard_superseded(obj, recorded.previous_key, superseded)
+        return self._captured(
+            acq, recorded.tile, name, obj.key, content.path, received.sha1
+        )
+
+    async def _read(self, path: Path) -> bytes:
+        data: bytes = await deferToThreadPool(self._clock, self._pool, path.read_bytes)
+        return data
+
+    async def _fsync(self, path: Path) -> None:
+        await deferToThreadPool(self._clock, self._pool, _fsync_file, path)
+
+    async def _record(
+        self,
+        acq: Acquisition,
+        name: TileName,
+        content: TileContent,
+        obj: StoredObject | None,
+        config_id: int | None = UNKNOWN,
+    ) -> Recorded:
+        """The tile's one write transaction, in the tile stage."""
+        if obj is not None:
+            content = attrs.evolve(content, key=obj.key, url=obj.location_url)
+        try:
+            recorded = await self.tile_stage.run(
+                lambda: self._repo.record_tile(content, config_id)
+            )
+        except QueueTimeout:
+            raise CatcherError(
+                f"Timeout waiting to enqueue the tile job for: {acq.uid}:{name.name}"
+            ) from None
+        if recorded.tile.camera is None and config_id == UNKNOWN:
+            # Q19: stored without a camera configuration rather than refused.
+            log.warn(
+                "no camera configuration for camera {camera} of temca {temca};"
+                " {acqid}:{name} stored without one",
+                camera=name.camera,
+                temca=acq.temca_id,
+                acqid=acq.uid,
+                name=name.name,
+            )
+        return recorded
 
     def _captured(
         self,
@@ -329,42 +447,28 @@ class Pipeline:
             status=self.status(),
         )
 
-    async def _store_and_finalise(
+    async def _put_and_verify(
         self,
-        acq: Acquisition,
-        tile: TileRecord,
-        entry: SpoolEntry,
-        data: bytes | memoryview,
-    ) -> str:
-        obj = await self._store.put(
-            entry.collection,
-            entry.path,
-            bytes(data) if isinstance(data, memoryview) else data,
-            entry.md5,
-            entry.context,
-        )
-        await self._store.verify(obj, len(data), entry.md5)
-        previous = await self._repo.finalise_tile(
-            tile,
-            acq,
-            entry.col,
-            entry.row,
-            entry.name,
-            entry.path,
-            obj.key,
-            obj.location_url,
-            entry.sha1,
-            entry.md5,
-        )
+        collection: str,
+        path: str,
+        data: bytes,
+        md5: bytes,
+        context: Mapping[str, str],
+    ) -> StoredObject:
+        obj = await self._store.put(collection, path, data, md5, context)
+        await self._store.verify(obj, len(data), md5)
+        return obj
+
+    def _discard_superseded(self, obj: StoredObject, *old_keys: str) -> None:
         # A spooled re-capture cleared the key in the database; the entry
         # remembers which object it supersedes.  A store that overwrites a
         # path in place has nothing left to delete (and an old key naming
         # the same path would delete what was just written).
-        if not self._store.replaces_in_place:
-            for old in {previous, entry.superseded_key}:
-                if old and old != obj.key:
-                    self._discard_object(old)
-        return obj.key
+        if self._store.replaces_in_place:
+            return
+        for old in set(old_keys):
+            if old and old != obj.key:
+                self._discard_object(old)
 
     def _discard_object(self, key: str) -> None:
         d = Deferred.fromCoroutine(self._store.delete(StoredObject(key, "")))
@@ -408,7 +512,7 @@ class Pipeline:
             log.info("spooled {stem} was superseded; dropping it", stem=entry.stem)
             await self._spool.remove(entry)
             return
-        mosaic_id, _col, _row, _frame, tile = found
+        mosaic_id, _col, _row, frame, tile = found
         acq = await self._repo.acquisition(entry.uid)
         if acq is None or acq.mosaic_id != mosaic_id:
             log.warn(
@@ -426,8 +530,10 @@ class Pipeline:
             await self._spool.quarantine(entry)
             return
         try:
-            await self.content_stage.run(
-                lambda: self._store_and_finalise(acq, tile, entry, data)
+            obj = await self.content_stage.run(
+                lambda: self._put_and_verify(
+                    entry.collection, entry.path, data, entry.md5, entry.context
+                )
             )
         except (StoreError, QueueTimeout, defer.TimeoutError) as e:
             if attempt >= SPOOL_ATTEMPTS:
@@ -441,6 +547,22 @@ class Pipeline:
             delay = min(2.0**attempt, SPOOL_BACKOFF_MAX)
             self._schedule_upload(entry, delay, attempt + 1)
             return
+        content = TileContent(
+            mosaic_id=mosaic_id,
+            temca_id=acq.temca_id,
+            col=entry.col,
+            row=entry.row,
+            frame=frame,
+            camera=tile.camera if tile.camera is not None else 0,
+            name=entry.name,
+            path=entry.path,
+            key=obj.key,
+            url=obj.location_url,
+            sha1=entry.sha1,
+            md5=entry.md5,
+        )
+        recorded = await self._repo.record_tile(content, tile.camera_configuration_id)
+        self._discard_superseded(obj, recorded.previous_key, entry.superseded_key)
         await self._spool.remove(entry)
         log.info("uploaded spooled {uid}:{name}", uid=entry.uid, name=entry.name)
 

@@ -18,6 +18,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -30,8 +31,10 @@ from imagecatcher.db.repository import Repository
 from imagecatcher.http import CatcherAPI, CatcherRequest, NoKeepAliveChannel
 from imagecatcher.notify import MailSettings, Notifier
 from imagecatcher.pipeline import Pipeline, Stage
+from imagecatcher.sink import remove_stale_parts
 from imagecatcher.spool import Spool
 from imagecatcher.storage.factory import open_store
+from imagecatcher.storage.fs import FileStore
 from imagecatcher.storage.s3 import S3Store
 from imagecatcher.tcp import FRAME_OVERHEAD, PipelineHandler, TileFactory
 
@@ -122,7 +125,7 @@ def build_service(config: Config, reactor: Any) -> IService:
     db = open_database(config, reactor)
     _Hooks(stop=db.close).setServiceParent(root)
     # Hashing and file I/O of big buffers run here, never on the reactor thread.
-    threads = ThreadPool(minthreads=2, maxthreads=8, name="imagecatcher-io")
+    threads = ThreadPool(minthreads=2, maxthreads=16, name="imagecatcher-io")
     _Hooks(start=_started(threads.start), stop=threads.stop).setServiceParent(root)
     http_pool = HTTPConnectionPool(reactor)
     http_pool.maxPersistentPerHost = max(config.content_store_workers, 1) * 2
@@ -156,9 +159,16 @@ def build_service(config: Config, reactor: Any) -> IService:
         ),
         jfs_mapping=config.jfs_mapping,
         notify=notifier.notify,
+        local=store if isinstance(store, FileStore) else None,
+        max_tile_bytes=config.max_tile_bytes,
     )
 
     async def start_pipeline() -> None:
+        removed = await deferToThreadPool(
+            reactor, threads, remove_stale_parts, pipeline.staging_dir
+        )
+        if removed:
+            log.info("removed {n} tile(s) received but never acknowledged", n=removed)
         if isinstance(store, S3Store):
             await store.ensure_bucket()
         await pipeline.resume()

@@ -22,6 +22,11 @@ import attrs
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from imagecatcher.fsio import DirSyncer
+
+#: Subdirectory where tiles bound for a remote store are received.
+INCOMING = "incoming"
+
 
 @attrs.frozen
 class SpoolEntry:
@@ -90,6 +95,28 @@ class Spool:
         self._dir = directory
         self._reactor = reactor
         self._pool = threadpool
+        self._dirsync = DirSyncer(reactor, threadpool)
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where tiles for a remote store are received (same filesystem)."""
+        return self._dir / INCOMING
+
+    def _adopt(self, entry: SpoolEntry, source: Path) -> None:
+        os.replace(source, self._dir / f"{entry.stem}.tile")
+        _write_atomic(self._dir / f"{entry.stem}.json", entry.to_json())
+
+    async def adopt(self, entry: SpoolEntry, source: Path) -> None:
+        """Make a received, fsync'd file in :attr:`staging_dir` an entry.
+
+        The bytes are not written again: the file is renamed, the entry's
+        metadata written beside it, and the directory fsync is shared with
+        the entries adopted at the same time.
+        """
+        if source.parent != self.staging_dir:
+            raise ValueError(f"{source} is not in {self.staging_dir}")
+        await self._thread(self._adopt, entry, source)
+        await self._dirsync.sync(self._dir)
 
     def _thread(self, fn: Any, *args: Any) -> Any:
         return deferToThreadPool(self._reactor, self._pool, fn, *args)

@@ -41,6 +41,8 @@ class Dialect:
     """MySQL/MariaDB: statements are already in this dialect."""
 
     name = "mysql"
+    #: Write transactions worth running at once (group commit, db.batch).
+    write_connections = 2
 
     @property
     def integrity_error(self) -> type[Exception]:
@@ -93,6 +95,7 @@ class SQLiteDialect(Dialect):
     """SQLite 3.35+: placeholders, DDL spellings and locking differ."""
 
     name = "sqlite"
+    write_connections = 1  # one connection; SQLite has one writer anyway
 
     @property
     def integrity_error(self) -> type[Exception]:

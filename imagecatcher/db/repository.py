@@ -17,6 +17,15 @@ from twisted.internet.interfaces import IReactorTime
 
 from imagecatcher.acqlog import AcquisitionLog
 from imagecatcher.calibrations import Calibration, mask_url
+from imagecatcher.db.batch import WriteBatcher
+from imagecatcher.db.capture import (
+    UNKNOWN,
+    Recorded,
+    TileContent,
+    find_tile,
+    record_content,
+    record_tile,
+)
 from imagecatcher.db.dialect import Cursor
 from imagecatcher.db.pool import Database
 from imagecatcher.domain import (
@@ -179,6 +188,9 @@ def _set_mask_url(cur: Cursor, temca: int, camera: int, url: str) -> None:
 
 #: Stored for a log whose Date does not parse (Q15 keeps such logs accepted).
 ZERO_TIME = datetime(1, 1, 1)
+#: How long a capture reuses a looked-up acquisition or camera configuration:
+#: another daemon's change is seen after at most this long.
+CACHE_SECONDS = 5.0
 
 _ACQUISITION_COLUMNS = (
     "ini_file, when_acquired, when_inserted, when_completed, uid, number_of_cameras,"
@@ -475,168 +487,6 @@ def _link_roi_tiles(
 # -- tiles (§4.2, §4.3) -----------------------------------------------------------------
 
 
-def _camera_configuration_for(
-    cur: Cursor, temca_id: int | None, camera: int
-) -> int | None:
-    if temca_id is None:
-        return None
-    cur.execute(
-        "SELECT tem_camera_configuration_id FROM tem_camera_configurations"
-        " WHERE temca_id = %s AND tem_camera_number = %s"
-        " ORDER BY tem_camera_configuration_id LIMIT 1",
-        (temca_id, camera),
-    )
-    row = cur.fetchone()
-    return None if row is None else int(row[0])
-
-
-def _find_tile(
-    cur: Cursor, mosaic_id: int, col: int, row: int, frame: int
-) -> TileRecord | None:
-    cur.execute(
-        "SELECT t.tem_camera_image_id, t.file_object_id, t.tem_camera_configuration_id,"
-        " c.tem_camera_number, f.sha1_checksum, r.jfs_key"
-        " FROM tem_camera_images t"
-        " LEFT JOIN tem_camera_configurations c"
-        " ON c.tem_camera_configuration_id = t.tem_camera_configuration_id"
-        " LEFT JOIN file_objects f ON f.file_object_id = t.file_object_id"
-        " LEFT JOIN file_object_fs_replicas r ON r.file_object_id = t.file_object_id"
-        " WHERE t.tem_camera_image_mosaic_id = %s AND t.mosaic_col = %s"
-        " AND t.mosaic_row = %s AND t.frame_number = %s"
-        " ORDER BY t.tem_camera_image_id, r.file_object_fs_replica_id LIMIT 1",
-        (mosaic_id, col, row, frame),
-    )
-    found = cur.fetchone()
-    if found is None:
-        return None
-    sha1 = None if found[4] is None else bytes(found[4])
-    return TileRecord(
-        tile_id=int(found[0]),
-        file_object_id=int(found[1]),
-        camera_configuration_id=None if found[2] is None else int(found[2]),
-        camera=None if found[3] is None else int(found[3]),
-        sha1=sha1,
-        jfs_key=found[5] or "",
-    )
-
-
-def _upsert_tile(
-    cur: Cursor,
-    acq: Acquisition,
-    col: int,
-    row: int,
-    frame: int,
-    camera: int,
-    now: datetime,
-) -> TileRecord:
-    config_id = _camera_configuration_for(cur, acq.temca_id, camera)
-    tile = _find_tile(cur, acq.mosaic_id, col, row, frame)
-    if tile is None:
-        _insert_placeholder_tile(cur, acq.mosaic_id, col, row, frame, config_id, now)
-    elif config_id is not None and tile.camera_configuration_id != config_id:
-        # A re-send names the camera that took it (Q20: the old service kept
-        # the first configuration forever).
-        cur.execute(
-            "UPDATE tem_camera_images SET tem_camera_configuration_id = %s"
-            " WHERE tem_camera_image_id = %s",
-            (config_id, tile.tile_id),
-        )
-    else:
-        return tile
-    found = _find_tile(cur, acq.mosaic_id, col, row, frame)
-    assert found is not None
-    return found
-
-
-def _record_content(
-    cur: Cursor,
-    file_object_id: int,
-    name: str,
-    path: str,
-    key: str,
-    url: str,
-    sha1: bytes,
-    md5: bytes,
-    now: datetime,
-) -> str:
-    cur.execute(
-        "SELECT jfs_key FROM file_object_fs_replicas WHERE file_object_id = %s"
-        " ORDER BY file_object_fs_replica_id LIMIT 1",
-        (file_object_id,),
-    )
-    previous = cur.fetchone()
-    cur.execute(
-        "UPDATE file_objects SET sha1_checksum = %s, md5_checksum = %s,"
-        " checksum_date = %s WHERE file_object_id = %s",
-        (sha1, md5, now, file_object_id),
-    )
-    cur.execute(
-        "UPDATE file_object_fs_replicas SET path = %s, jfs_path = %s, jfs_key = %s,"
-        " location_url = %s, file_exists_yn = %s WHERE file_object_id = %s",
-        (name, path, key, url, 1 if key else 0, file_object_id),
-    )
-    return "" if previous is None else str(previous[0] or "")
-
-
-def _finalise_tile(
-    cur: Cursor,
-    tile: TileRecord,
-    mosaic_id: int,
-    col: int,
-    row: int,
-    name: str,
-    path: str,
-    key: str,
-    url: str,
-    sha1: bytes,
-    md5: bytes,
-    now: datetime,
-) -> str:
-    previous = _record_content(
-        cur, tile.file_object_id, name, path, key, url, sha1, md5, now
-    )
-    cur.execute(
-        "UPDATE tem_camera_images SET acquired_timestamp = %s"
-        " WHERE tem_camera_image_id = %s",
-        (now, tile.tile_id),
-    )
-    # Q22: a re-capture resets every link of the tile to READY.
-    cur.execute(
-        "UPDATE roi_images SET current_state = 'READY' WHERE tem_camera_image_id = %s",
-        (tile.tile_id,),
-    )
-    cur.execute(
-        "SELECT COUNT(*) FROM roi_images WHERE tem_camera_image_id = %s",
-        (tile.tile_id,),
-    )
-    if int(cur.fetchone()[0]) == 0:
-        # A drift frame inherits the ROIs of the stable tile at its position.
-        cur.execute(
-            "INSERT INTO roi_images (image_mosaic_roi_id, tem_camera_image_id,"
-            " current_state) SELECT DISTINCT l.image_mosaic_roi_id, %s, 'READY'"
-            " FROM roi_images l JOIN tem_camera_images s"
-            " ON s.tem_camera_image_id = l.tem_camera_image_id"
-            " WHERE s.tem_camera_image_mosaic_id = %s AND s.mosaic_col = %s"
-            " AND s.mosaic_row = %s AND s.tem_camera_image_id <> %s",
-            (tile.tile_id, mosaic_id, col, row, tile.tile_id),
-        )
-    return previous
-
-
-def _mark_spooled(
-    cur: Cursor,
-    tile: TileRecord,
-    name: str,
-    path: str,
-    sha1: bytes,
-    md5: bytes,
-    now: datetime,
-) -> None:
-    # The content is accepted (checksums recorded) but not in the store yet:
-    # jfs_key '' keeps the tile out of every "persisted" query until upload.
-    _record_content(cur, tile.file_object_id, name, path, "", "", sha1, md5, now)
-
-
 def _tile_by_id(
     cur: Cursor, tile_id: int
 ) -> tuple[int, int, int, int, TileRecord] | None:
@@ -649,7 +499,7 @@ def _tile_by_id(
     if row is None:
         return None
     mosaic_id, col, tile_row, frame = (int(v) for v in row)
-    tile = _find_tile(cur, mosaic_id, col, tile_row, frame)
+    tile = find_tile(cur, mosaic_id, col, tile_row, frame)
     assert tile is not None
     return mosaic_id, col, tile_row, frame, tile
 
@@ -709,7 +559,7 @@ def _store_ancillary(
             " ancillary_file_type_id) VALUES (%s, %s, %s)",
             (mosaic_id, file_object_id, type_id),
         )
-    _record_content(cur, file_object_id, name, path, key, url, sha1, md5, now)
+    record_content(cur, file_object_id, name, path, key, url, sha1, md5, now)
     return file_object_id
 
 
@@ -1150,6 +1000,12 @@ class Repository:
     def __init__(self, db: Database, clock: IReactorTime) -> None:
         self._db = db
         self._clock = clock
+        self._writes = WriteBatcher(db, clock, db.dialect.write_connections)
+        # Short-lived caches of what every capture looks up; invalidated here
+        # by start-acquisition, create-rois and calibration imports, and by
+        # time for changes other daemons make.
+        self._acquisitions: dict[int, tuple[float, Acquisition]] = {}
+        self._configs: dict[tuple[int | None, int], tuple[float, int | None]] = {}
 
     def _now(self) -> datetime:
         # Naive UTC, as MySQL DATETIME columns hold it (§6, Q17).
@@ -1157,7 +1013,25 @@ class Repository:
 
     async def start_acquisition(self, log: AcquisitionLog, uid: int) -> int | None:
         """Insert or rewrite an acquisition and its mosaic; return the temca id."""
-        return await self._db.run(_start_acquisition, log, uid, self._now())
+        self._acquisitions.pop(uid, None)
+        try:
+            return await self._db.run(_start_acquisition, log, uid, self._now())
+        finally:
+            self._acquisitions.pop(uid, None)
+            self._configs.clear()
+
+    async def cached_acquisition(self, uid: int) -> Acquisition | None:
+        """:meth:`acquisition`, reused for up to CACHE_SECONDS (captures)."""
+        now = self._clock.seconds()
+        hit = self._acquisitions.get(uid)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        acq = await self.acquisition(uid)
+        if acq is not None:
+            if len(self._acquisitions) > 1000:
+                self._acquisitions.clear()
+            self._acquisitions[uid] = (now, acq)
+        return acq
 
     async def acquisition(self, uid: int) -> Acquisition | None:
         """The acquisition with that UID, or None."""
@@ -1173,6 +1047,7 @@ class Repository:
 
     async def create_rois(self, mosaic_id: int, regions: Sequence[RoiRegion]) -> None:
         """Find or create the ROIs of a spec, in one transaction (§7.2)."""
+        self._acquisitions.clear()
         await self._db.run(_create_rois, mosaic_id, regions)
 
     async def roi_ids(self, mosaic_id: int) -> dict[str, int]:
@@ -1188,49 +1063,40 @@ class Repository:
         )
         return created
 
-    async def upsert_tile(
-        self, acq: Acquisition, col: int, row: int, frame: int, camera: int
-    ) -> TileRecord:
-        """Find or create the tile (mosaic, col, row, frame) (§4.2 step 5)."""
-        tile: TileRecord = await self._run_unique(
-            _upsert_tile, acq, col, row, frame, camera, self._now()
-        )
-        return tile
+    async def find_tile(
+        self, mosaic_id: int, col: int, row: int, frame: int
+    ) -> TileRecord | None:
+        """The tile (mosaic, col, row, frame) and its content identity, or None."""
+        return await self._db.run_idempotent(find_tile, mosaic_id, col, row, frame)
 
-    async def finalise_tile(
-        self,
-        tile: TileRecord,
-        acq: Acquisition,
-        col: int,
-        row: int,
-        name: str,
-        path: str,
-        key: str,
-        url: str,
-        sha1: bytes,
-        md5: bytes,
-    ) -> str:
-        """Record stored content and make the tile READY; return the old key."""
-        return await self._db.run(
-            _finalise_tile,
-            tile,
-            acq.mosaic_id,
-            col,
-            row,
-            name,
-            path,
-            key,
-            url,
-            sha1,
-            md5,
-            self._now(),
-        )
+    async def record_tile(
+        self, content: TileContent, config_id: int | None = UNKNOWN
+    ) -> Recorded:
+        """Find or create the tile and record its durable content, in one
+        transaction shared with the tiles finishing at the same time.
 
-    async def mark_spooled(
-        self, tile: TileRecord, name: str, path: str, sha1: bytes, md5: bytes
-    ) -> None:
-        """Record accepted content that waits in the local spool."""
-        await self._db.run(_mark_spooled, tile, name, path, sha1, md5, self._now())
+        ``config_id`` is the tile's camera configuration when the caller knows
+        it; by default it is looked up (and cached) for the camera.
+        """
+        cache_key = (content.temca_id, content.camera)
+        cached = self._configs.get(cache_key)
+        now = self._clock.seconds()
+        config = config_id
+        if config == UNKNOWN and cached and now - cached[0] < CACHE_SECONDS:
+            config = cached[1]
+        try:
+            recorded = await self._writes.submit(
+                record_tile, content, config, self._now()
+            )
+        except self._db.dialect.integrity_error:
+            # Another daemon inserted the same tile between our SELECT and
+            # INSERT; the unique key stopped us and the retry finds its row.
+            recorded = await self._writes.submit(
+                record_tile, content, config, self._now()
+            )
+        if config_id == UNKNOWN:
+            self._configs[cache_key] = (now, recorded.config_id)
+        return recorded
 
     async def tile_by_id(
         self, tile_id: int
@@ -1310,6 +1176,7 @@ class Repository:
         self, calibrations: Sequence[Calibration]
     ) -> list[int]:
         """Insert or update calibrations and link camera configurations (§7.5)."""
+        self._configs.clear()
         return await self._db.run(_import_calibrations, calibrations)
 
     async def acquisitions(

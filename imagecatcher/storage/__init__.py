@@ -16,6 +16,7 @@ Backends: :mod:`.fs` (``file:``), :mod:`.sproxyd` (``sproxyd://``),
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 import attrs
@@ -82,3 +83,17 @@ class ContentStore(Protocol):
 
     async def health(self, collection: str) -> None:
         """Put the ping probe (PING_PATH) and verify it; raise StoreError when unhealthy."""
+
+
+class LocalStore(ContentStore, Protocol):
+    """A store on a local filesystem: received tiles are renamed into place."""
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where tiles are received, on the store's own filesystem."""
+
+    async def place(
+        self, source: Path, md5: bytes, collection: str, path: str
+    ) -> StoredObject:
+        """Rename ``source`` (in :attr:`staging_dir`, fsync'd, its MD5 checked
+        while received) to ``<collection>/<path>`` durably; StoreError if not."""

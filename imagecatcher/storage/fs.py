@@ -35,6 +35,7 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from imagecatcher.fsio import DirSyncer
 from imagecatcher.storage import (
     PING_CONTENT,
     PING_PATH,
@@ -80,6 +81,10 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+#: Received tiles wait here, under the root, until they are renamed into place.
+#: (No collection can be named so: collection names cannot start with ".".)
+STAGING = ".incoming"
+
 #: Files remembered for cheap verification (about 100 KiB of memory).
 _REMEMBERED = 1024
 
@@ -107,6 +112,12 @@ class FileStore:
             OrderedDict()
         )
         self._lock = threading.Lock()
+        self._dirsync = DirSyncer(reactor, threadpool)
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where tiles are received before :meth:`place` (same filesystem)."""
+        return self._root / STAGING
 
     # -- runs on the thread pool ------------------------------------------
 
@@ -138,6 +149,13 @@ class FileStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         _fsync_dir(path.parent)
+        self._remember(key, path, md5)
+        return path
+
+    def _rename_into(self, key: str, source: Path, md5: bytes) -> Path:
+        path = self._file(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, path)
         self._remember(key, path, md5)
         return path
 
@@ -216,6 +234,28 @@ class FileStore:
         name = path_key(collection, path)
         written = await self._in_thread("put", name, self._write, name, data, md5)
         return StoredObject(object_key(name), "file://" + quote(str(written)))
+
+    async def place(
+        self, source: Path, md5: bytes, collection: str, path: str
+    ) -> StoredObject:
+        """Rename a received, fsync'd file in :attr:`staging_dir` into place.
+
+        The caller checked its MD5 while receiving it and made it durable; the
+        rename is made durable by a directory fsync shared with the tiles
+        placed in the same directory at the same time.
+        """
+        check_md5(md5)
+        name = path_key(collection, path)
+        if source.parent != self.staging_dir:
+            raise StoreError(f"place {name!r}: {source} is not in {self.staging_dir}")
+        placed = await self._in_thread(
+            "put", name, self._rename_into, name, source, md5
+        )
+        try:
+            await self._dirsync.sync(placed.parent)
+        except OSError as e:
+            raise StoreError(f"put {name!r} in {self._root}: {e.strerror or e}") from e
+        return StoredObject(object_key(name), "file://" + quote(str(placed)))
 
     def _name(self, obj: StoredObject) -> str:
         """The object name (relative path under the root) of ``obj``."""

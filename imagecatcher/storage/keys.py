@@ -32,13 +32,14 @@ def path_key(collection: str, path: str) -> str:
 
     ``("FAFB", "/acquisitions/1/a.tif")`` gives ``"FAFB/acquisitions/1/a.tif"``;
     the empty collection gives just the path.  Raises StoreError for a
-    collection or path that could address something outside the store.
+    collection or path that could address something outside the store (and
+    for a collection starting with ``.``: such names are the stores' own).
     """
     if (
         "/" in collection
         or "\\" in collection
         or "\0" in collection
-        or collection in (".", "..")
+        or collection.startswith(".")
     ):
         raise StoreError(f"invalid collection name {collection!r}")
     relative = path[1:] if path.startswith("/") else path

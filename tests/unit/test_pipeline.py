@@ -23,6 +23,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 
+from imagecatcher.db.capture import UNKNOWN, Recorded, TileContent
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import (
     Acquisition,
@@ -136,42 +137,46 @@ class FakeRepository:
             await self.gate
         return self.acqs.get(uid)
 
-    async def upsert_tile(
-        self, acq: Acquisition, col: int, row: int, frame: int, camera: int
-    ) -> TileRecord:
+    cached_acquisition = acquisition
+
+    async def find_tile(
+        self, mosaic_id: int, col: int, row: int, frame: int
+    ) -> TileRecord | None:
+        for mosaic, c, r, f, tile in self.tiles.values():
+            if (mosaic, c, r, f) == (mosaic_id, col, row, frame):
+                return tile
+        return None
+
+    async def record_tile(
+        self, content: TileContent, config_id: int | None = UNKNOWN
+    ) -> Recorded:
         self.upserts += 1
         if self.upsert_gate is not None:
             await self.upsert_gate
-        for mosaic, c, r, f, tile in self.tiles.values():
-            if (mosaic, c, r, f) == (acq.mosaic_id, col, row, frame):
-                return tile
-        tile = self.add_tile(col, row, frame)
-        self._set(tile.tile_id, camera=camera)
-        return self.record(tile.tile_id)
-
-    async def finalise_tile(
-        self,
-        tile: TileRecord,
-        acq: Acquisition,
-        col: int,
-        row: int,
-        name: str,
-        path: str,
-        key: str,
-        url: str,
-        sha1: bytes,
-        md5: bytes,
-    ) -> str:
+        tile = await self.find_tile(
+            content.mosaic_id, content.col, content.row, content.frame
+        )
+        if tile is None:
+            tile = self.add_tile(content.col, content.row, content.frame)
+            self._set(tile.tile_id, camera=content.camera)
         previous = self.record(tile.tile_id).jfs_key
-        self._set(tile.tile_id, sha1=sha1, jfs_key=key)
-        self.finalised.append(Finalised(tile.tile_id, name, path, key, sha1, md5))
-        return previous
-
-    async def mark_spooled(
-        self, tile: TileRecord, name: str, path: str, sha1: bytes, md5: bytes
-    ) -> None:
-        self._set(tile.tile_id, sha1=sha1, jfs_key="")
-        self.spooled.append((tile.tile_id, name, path, sha1, md5))
+        self._set(tile.tile_id, sha1=content.sha1, jfs_key=content.key)
+        if content.key:
+            self.finalised.append(
+                Finalised(
+                    tile.tile_id,
+                    content.name,
+                    content.path,
+                    content.key,
+                    content.sha1,
+                    content.md5,
+                )
+            )
+        else:
+            self.spooled.append(
+                (tile.tile_id, content.name, content.path, content.sha1, content.md5)
+            )
+        return Recorded(self.record(tile.tile_id), previous, None)
 
     async def tile_by_id(
         self, tile_id: int
@@ -243,10 +248,14 @@ class Rig:
         return result_of(self.pipeline.capture(upload(data, name, md5)))
 
     def spool_files(self) -> list[str]:
-        """Names in the spool directory."""
+        """Files under the spool directory (received tiles included)."""
         if not self.spool_dir.exists():
             return []
-        return sorted(p.name for p in self.spool_dir.iterdir())
+        return sorted(
+            str(p.relative_to(self.spool_dir))
+            for p in self.spool_dir.rglob("*")
+            if p.is_file()
+        )
 
 
 def upload(data: bytes, name: str = NAME, md5: bytes | None = None) -> TileUpload:

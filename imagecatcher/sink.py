@@ -1,0 +1,324 @@
+"""A tile's bytes on their way to their durable home, handled once as they arrive.
+
+Both channels hand every received chunk of a tile to a :class:`TileSink`: the
+raw TCP receiver the chunks inside the FlatBuffer's ``image`` vector, HTTP the
+raw body or the multipart file part.  The sink gathers chunks into batches of
+about a MiB and gives each batch to the thread pool, where the MD5 is fed on
+one thread while the SHA-1 is fed and the batch written (one ``writev``) on
+another; batches run in arrival order.  Nothing is joined, sliced or copied
+on the reactor thread.
+
+The file is an anonymous temporary file in a directory on the filesystem of
+the tile's durable home (the file store's root or the spool), so that
+placing it there is a rename.  :meth:`TileSink.finish` waits for the writes
+and returns the size and checksums; :meth:`TileSink.make_durable` fsyncs the
+file (the one durable write of a tile); :meth:`TileSink.discard` deletes it.
+Memory per tile is bounded: past ``max_pending`` bytes waiting for the
+threads, the sink pauses its producer (the connection) until they catch up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+log = Logger()
+
+#: Bytes gathered before a batch goes to the threads.
+BATCH_BYTES = 1024 * 1024
+#: Bytes waiting for the threads before the producer is paused.
+MAX_PENDING = 4 * BATCH_BYTES
+#: Temporary files are ``<prefix><pid>-<n>.part``: a restart removes those of
+#: processes that are gone (they were never acknowledged).
+PART_PREFIX = ".part-"
+
+
+class Producer(Protocol):
+    """What a sink can hold back: a transport, or anything pausable."""
+
+    def pauseProducing(self) -> None: ...  # noqa: N802 - Twisted's name
+
+    def resumeProducing(self) -> None: ...  # noqa: N802 - Twisted's name
+
+
+class TooLarge(Exception):
+    """More bytes arrived than the sink accepts (``MAX_TILE_BYTES``)."""
+
+
+@attrs.frozen
+class Received:
+    """A tile's bytes as written: where, how many and their checksums."""
+
+    path: Path
+    size: int
+    md5: bytes
+    sha1: bytes
+
+
+def _open_part(directory: Path, serial: int) -> tuple[int, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{PART_PREFIX}{os.getpid()}-{serial}.part"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    return fd, path
+
+
+def _write_all(fd: int, chunks: list[bytes | memoryview]) -> None:
+    """``writev`` the chunks, coping with short writes."""
+    views = [memoryview(c).cast("B") for c in chunks]
+    while views:
+        done = os.writev(fd, views[:1024])
+        while done and views:
+            first = views[0]
+            if done >= len(first):
+                done -= len(first)
+                views.pop(0)
+            else:
+                views[0] = first[done:]
+                done = 0
+
+
+def _update(digest: Any, chunks: list[bytes | memoryview]) -> None:
+    for chunk in chunks:
+        digest.update(chunk)
+
+
+def remove_stale_parts(directory: Path) -> int:
+    """Delete temporary files of processes that no longer run; how many.
+
+    Runs at start (on a thread): such a file never became a tile.
+    """
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for part in directory.glob(f"{PART_PREFIX}*.part"):
+        pid_text = part.name[len(PART_PREFIX) :].split("-", 1)[0]
+        if pid_text.isdigit() and _alive(int(pid_text)):
+            continue
+        part.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a file of ours from before a restart under the same pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SinkFactory:
+    """Opens sinks in one directory; numbers their files."""
+
+    def __init__(
+        self,
+        directory: Path,
+        reactor: Any,
+        threadpool: ThreadPool,
+        limit: int | None = None,
+    ) -> None:
+        self.directory = directory
+        self._reactor = reactor
+        self._pool = threadpool
+        self._limit = limit
+        self._serial = 0
+
+    def open(self) -> TileSink:
+        """A new, empty sink."""
+        self._serial += 1
+        return TileSink(
+            self.directory, self._serial, self._reactor, self._pool, self._limit
+        )
+
+
+class TileSink:
+    """Hashes and writes one tile's chunks off the reactor, in arrival order."""
+
+    def __init__(
+        self,
+        directory: Path,
+        serial: int,
+        reactor: Any,
+        threadpool: ThreadPool,
+        limit: int | None = None,
+    ) -> None:
+        self._dir = directory
+        self._serial = serial
+        self._reactor = reactor
+        self._pool = threadpool
+        self._limit = limit
+        self._md5 = hashlib.md5()
+        self._sha1 = hashlib.sha1()
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._batch: list[bytes | memoryview] = []
+        self._batch_bytes = 0
+        self.size = 0
+        self._pending = 0
+        self._tail: Deferred[None] = defer.succeed(None)
+        self._producer: Producer | None = None
+        self._paused = False
+        self._finished = False
+        self._discarded = False
+
+    # -- reactor side: receiving -----------------------------------------------
+
+    def attach(self, producer: Producer | None) -> None:
+        """Pause ``producer`` while too many bytes wait for the threads."""
+        self._producer = producer
+
+    @property
+    def too_large(self) -> bool:
+        """More bytes arrived than the limit allows."""
+        return self._limit is not None and self.size > self._limit
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Take the next chunk (kept by reference until its batch is written)."""
+        if self._finished or self._discarded:
+            raise RuntimeError("write to a finished tile sink")
+        self.size += len(data)
+        if self.too_large:
+            return  # counted, not kept: the tile is refused at finish
+        if not len(data):
+            return
+        self._batch.append(data)
+        self._batch_bytes += len(data)
+        if self._batch_bytes >= BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        chunks, n = self._batch, self._batch_bytes
+        self._batch, self._batch_bytes = [], 0
+        self._pending += n
+        self._throttle()
+        self._tail.addCallback(lambda _: self._run_batch(chunks, n))
+
+    def _throttle(self) -> None:
+        if self._producer is None:
+            return
+        if not self._paused and self._pending > MAX_PENDING:
+            self._paused = True
+            self._producer.pauseProducing()
+        elif self._paused and self._pending <= MAX_PENDING // 2:
+            self._paused = False
+            self._producer.resumeProducing()
+
+    def _thread(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        return deferToThreadPool(self._reactor, self._pool, fn, *args)
+
+    def _run_batch(self, chunks: list[bytes | memoryview], n: int) -> Deferred[None]:
+        def write_and_sha1() -> None:
+            if self._fd is None:
+                self._fd, self._path = _open_part(self._dir, self._serial)
+            _update(self._sha1, chunks)
+            _write_all(self._fd, chunks)
+
+        both = defer.DeferredList(
+            [self._thread(_update, self._md5, chunks), self._thread(write_and_sha1)],
+            consumeErrors=True,
+        )
+
+        def done(results: list[tuple[bool, Any]]) -> Failure | None:
+            self._pending -= n
+            self._throttle()
+            for ok, value in results:
+                if not ok:
+                    failed: Failure = value
+                    return failed  # skips the later batches; finish() raises it
+            return None
+
+        return both.addCallback(done)
+
+    # -- completion -------------------------------------------------------------
+
+    async def finish(self) -> Received:
+        """Wait for every byte to be hashed and written; the result.
+
+        Raises TooLarge past the limit, or the I/O error that stopped a write.
+        """
+        if self._finished:
+            raise RuntimeError("tile sink finished twice")
+        self._finished = True
+        if self._batch:
+            self._flush()
+        self._tail.addCallback(lambda _: self._thread(self._ensure_file))
+        failure: list[Failure] = []
+        self._tail.addErrback(failure.append)
+        await self._tail
+        if self._producer is not None and self._paused:
+            self._paused = False
+            self._producer.resumeProducing()
+        if self.too_large:
+            raise TooLarge(f"{self.size} bytes exceed the limit of {self._limit}")
+        if failure:
+            failure[0].raiseException()
+        assert self._path is not None
+        return Received(self._path, self.size, self._md5.digest(), self._sha1.digest())
+
+    def _ensure_file(self) -> None:
+        if self._fd is None:  # an empty tile: still a file
+            self._fd, self._path = _open_part(self._dir, self._serial)
+
+    def _fsync_and_close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+    async def make_durable(self) -> None:
+        """fsync the file and close it; it survives a crash from now on."""
+        await self._thread(self._fsync_and_close)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def close(self) -> None:
+        """Close the file without syncing it (its bytes go elsewhere)."""
+        await self._thread(self._close)
+
+    def _remove(self) -> None:
+        self._close()
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+
+    async def discard(self) -> None:
+        """Delete the file once pending writes are done; never raises."""
+        if self._discarded:
+            return
+        self._discarded = True
+        self._batch, self._batch_bytes = [], 0
+        if self._producer is not None and self._paused:
+            self._paused = False
+            self._producer.resumeProducing()
+        tail: Deferred[Any] = self._tail
+        tail.addErrback(lambda _: None)
+        await tail
+        try:
+            await self._thread(self._remove)
+        except OSError as e:
+            log.warn("could not remove {path}: {reason}", path=self._path, reason=e)
+
+    @property
+    def path(self) -> Path | None:
+        """The temporary file, once the first bytes were written."""
+        return self._path
