@@ -28,7 +28,6 @@ from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.config import Config
 from imagecatcher.db.pool import open_database
 from imagecatcher.db.repository import Repository
-from imagecatcher.http import CatcherAPI, CatcherRequest, NoKeepAliveChannel
 from imagecatcher.notify import MailSettings, Notifier
 from imagecatcher.pipeline import Pipeline, Stage
 from imagecatcher.sink import remove_stale_parts
@@ -37,6 +36,8 @@ from imagecatcher.storage.factory import open_store
 from imagecatcher.storage.fs import FileStore
 from imagecatcher.storage.s3 import S3Store
 from imagecatcher.tcp import FRAME_OVERHEAD, PipelineHandler, TileFactory
+from imagecatcher.web.app import CatcherAPI
+from imagecatcher.web.request import CatcherRequest, NoKeepAliveChannel
 
 log = Logger()
 

@@ -13,13 +13,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from imagecatcher.domain import BadParameter
-from imagecatcher.http import (
-    _STATUS,
-    BodyBuffer,
-    BodyTooLarge,
-    CatcherRequest,
-    request_body,
-)
+from imagecatcher.web.common import ERROR_STATUS as _STATUS
+from imagecatcher.web.common import BodyTooLarge
+from imagecatcher.web.request import BodyBuffer, CatcherRequest, request_body
 
 
 class _FakeRequest:

@@ -10,8 +10,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from imagecatcher.domain import QueueColour, QueueStatus
-from imagecatcher.http import CatcherAPI
 from imagecatcher.storage import StoreError
+from imagecatcher.web.app import CatcherAPI
 
 
 class FakeRepo:

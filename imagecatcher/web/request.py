@@ -1,0 +1,162 @@
+"""The twisted.web request and channel of the HTTP site.
+
+:class:`CatcherRequest` keeps request bodies in memory, capped, and lets a
+response carry the queue-status header names that contain spaces (§1.0, Q2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from twisted.web.http import HTTPChannel
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IRequest
+from twisted.web.server import Request
+
+from imagecatcher.domain import QueueStatus
+from imagecatcher.web.common import BodyTooLarge
+
+
+class QueueHeaders(Headers):
+    """Response headers that may also carry names with spaces (Q2).
+
+    Clients read ``System Status`` and its siblings, whose names are not
+    HTTP tokens; twisted.web refuses to set such names, so they are kept
+    aside and written after the regular headers.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spaced: list[tuple[bytes, bytes]] = []
+
+    def getAllRawHeaders(self) -> Iterator[tuple[bytes, Sequence[bytes]]]:
+        yield from super().getAllRawHeaders()
+        for name, value in self.spaced:
+            yield name, [value]
+
+
+class BodyBuffer:
+    """An in-memory request body capped at ``limit`` bytes.
+
+    With a Content-Length the body lands in one preallocated buffer (no copy
+    per chunk, no temporary file); without one, chunks are joined once.  Past
+    the limit data is dropped and :attr:`too_large` is set, so the route can
+    answer 413 instead of twisted.web spooling the body to disk.
+    """
+
+    def __init__(self, length: int | None, limit: int) -> None:
+        self.too_large = length is not None and length > limit
+        self._limit = limit
+        self._fixed = (
+            bytearray(length) if length is not None and not self.too_large else None
+        )
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._pos = 0
+
+    def write(self, data: bytes) -> None:
+        """Append received body bytes."""
+        if self.too_large:
+            return
+        end = self._size + len(data)
+        if self._fixed is not None:
+            if end > len(self._fixed):
+                self.too_large = True
+                return
+            self._fixed[self._size : end] = data
+        else:
+            if end > self._limit:
+                self.too_large, self._chunks = True, []
+                return
+            self._chunks.append(data)
+        self._size = self._pos = end
+
+    def getbuffer(self) -> memoryview:
+        """The body received so far, without copying it."""
+        if self._fixed is not None:
+            return memoryview(self._fixed)[: self._size]
+        if len(self._chunks) != 1:
+            self._chunks = [b"".join(self._chunks)]
+        return memoryview(self._chunks[0])
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """File API used by twisted.web."""
+        base = (0, self._pos, self._size)[whence]
+        self._pos = max(base + offset, 0)
+        return self._pos
+
+    def tell(self) -> int:
+        """File API used by twisted.web."""
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        """File API used by twisted.web."""
+        view = self.getbuffer()
+        end = self._size if n < 0 else min(self._size, self._pos + n)
+        data = bytes(view[self._pos : end])
+        self._pos = end
+        return data
+
+    def close(self) -> None:
+        """Release the buffer."""
+        self._fixed, self._chunks = None, []
+
+
+class CatcherRequest(Request):
+    """A Request for this API: queue-status headers, bodies kept in memory.
+
+    twisted.web's own form parsing is off: routes parse multipart bodies
+    themselves, keeping part file names and reporting malformed bodies.
+    """
+
+    _parsePOSTFormSubmission = False  # noqa: N815 - twisted.web's name
+    #: Largest body accepted (MAX_TILE_BYTES + room for multipart framing).
+    max_body = 64 * 1024 * 1024 + 64 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.responseHeaders = QueueHeaders()
+        # twisted.web sets this per instance from the Site; routes parse forms.
+        self._parsePOSTFormSubmission = False
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = BodyBuffer(length, self.max_body)
+
+
+def request_body(request: IRequest) -> memoryview:
+    """The request body; BodyTooLarge when it went past the limit."""
+    content = request.content
+    if isinstance(content, BodyBuffer):
+        if content.too_large:
+            raise BodyTooLarge("Request body too large")
+        return content.getbuffer()
+    content.seek(0)
+    return memoryview(content.read())
+
+
+class NoKeepAliveChannel(HTTPChannel):
+    """An HTTP channel that closes after each response (DISABLE_SO_KEEP_ALIVE)."""
+
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        return False
+
+
+def set_queue_headers(request: IRequest, status: QueueStatus) -> None:
+    """Send the three queue colours (§1.0), tile and content unswapped (Q1).
+
+    The historical names with spaces go out when the request supports them;
+    hyphenated aliases (``System-Status``...) always do.
+    """
+    values = (
+        ("System", status.system),
+        ("Tile Queue", status.tile),
+        ("Content Queue", status.content),
+    )
+    headers = request.responseHeaders
+    for prefix, colour in values:
+        value = colour.name.encode("ascii")
+        request.setHeader(f"{prefix}-Status".replace(" ", "-").encode("ascii"), value)
+        if isinstance(headers, QueueHeaders):
+            headers.spaced.append((f"{prefix} Status".encode("ascii"), value))
