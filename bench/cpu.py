@@ -1,19 +1,24 @@
 """Where the CPU went during a phase, from ``/proc``.
 
 A :class:`CpuMeter` snapshots the host's ``/proc/stat`` and the user+system
-ticks of a few named processes (the daemon, MariaDB, the benchmark itself),
-and for some of them their main thread alone (for the daemon that is the
-reactor; the rest is its thread pools: hashing, file I/O, database calls).
+ticks of a few named processes (the daemon, MariaDB, the benchmark itself);
+for some of them (the daemon) the ticks are summed over the process and all
+its descendants, since the daemon may run worker processes, and for some the
+root's main thread is also read alone (for the daemon that is the main
+process's reactor; the rest is its thread pools and any worker processes).
 :meth:`CpuMeter.stop` turns the deltas into percentages of one core (a
 multi-threaded process can exceed 100), the host's busy and iowait shares
 (100 = every core), and ``other_cpu_pct``: what the rest of the host used,
 in percent of one core, so that interference from unrelated work shows.
+A descendant that exits during the phase takes its ticks with it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping
+
+from bench.proctree import cpu_ticks, tree
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _CORES = os.cpu_count() or 1
@@ -38,10 +43,15 @@ def _ticks(stat_path: str) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def _snapshot(processes: Mapping[str, int], split: Collection[str]) -> dict[str, int]:
+def _snapshot(
+    processes: Mapping[str, int], split: Collection[str], trees: Collection[str]
+) -> dict[str, int]:
     ticks = {}
     for name, pid in processes.items():
-        ticks[name] = _ticks(f"/proc/{pid}/stat")
+        if name in trees:
+            ticks[name] = cpu_ticks(tree(pid))
+        else:
+            ticks[name] = _ticks(f"/proc/{pid}/stat")
         if name in split:
             ticks[f"{name}_main"] = _ticks(f"/proc/{pid}/task/{pid}/stat")
     return ticks
@@ -51,19 +61,23 @@ class CpuMeter:
     """CPU use of the host and of named processes between start and stop."""
 
     def __init__(
-        self, processes: Mapping[str, int], split: Collection[str] = ()
+        self,
+        processes: Mapping[str, int],
+        split: Collection[str] = (),
+        trees: Collection[str] = (),
     ) -> None:
         self._processes = dict(processes)
         self._split = frozenset(split)
+        self._trees = frozenset(trees)
         self._host0 = _host()
-        self._ticks0 = _snapshot(self._processes, self._split)
+        self._ticks0 = _snapshot(self._processes, self._split, self._trees)
         self._wall0 = os.times().elapsed
 
     def stop(self) -> dict[str, float]:
         """``<name>_cpu_pct`` per process (and ``<name>_main_cpu_pct`` for those
         split), ``host_busy_pct``, ``host_iowait_pct`` and ``other_cpu_pct``."""
         wall = max(os.times().elapsed - self._wall0, 1e-9)
-        ticks = _snapshot(self._processes, self._split)
+        ticks = _snapshot(self._processes, self._split, self._trees)
         shares = {
             f"{name}_cpu_pct": 100.0
             * (ticks[name] - self._ticks0[name])

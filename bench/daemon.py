@@ -2,8 +2,10 @@
 
 The daemon runs exactly as an operator would run it, ``twistd --nodaemon
 --pidfile= imagecatcher --config <cfg>`` on loopback endpoints, from the
-same virtualenv as the benchmark, with the file store, and its schema is
-created with ``imagecatcher-tools --config <cfg> db-init``.
+same virtualenv as the benchmark, with the store's configuration keys, and
+its schema is created with ``imagecatcher-tools --config <cfg> db-init``.
+``WORKERS`` is written only when ``--workers`` was given, so the daemon's own
+default applies otherwise.
 """
 
 from __future__ import annotations
@@ -26,27 +28,31 @@ BIN = Path(sys.executable).parent
 DATABASE = "image_capture_bench"
 
 
-def daemon_settings(db: MariaDB, workdir: Path) -> dict[str, Any]:
+def daemon_settings(
+    db: MariaDB, workdir: Path, store: Mapping[str, Any], workers: int | None
+) -> dict[str, Any]:
     """The configuration keys of the benchmarked daemon."""
-    return {
+    settings = {
         "DB_DRIVER": "mysql",
         "DB_HOST": db.host,
         "DB_NAME": DATABASE,
         "DB_USER": db.user,
         "DB_PASSWORD": db.password,
-        "CONTENT_STORE_URL": f"file://{workdir / 'objects'}",
+        **store,
         "SPOOL_DIR": str(workdir / "spool"),
         "CONTENT_STORE_WORKERS": 4,
         "JFS_MAPPING": {"PING": "bench"},
     }
+    if workers is not None:
+        settings["WORKERS"] = workers
+    return settings
 
 
-def prepare(db: MariaDB, workdir: Path) -> Path:
+def prepare(db: MariaDB, workdir: Path, settings: Mapping[str, Any]) -> Path:
     """Write the config, create the database and its schema; return the config."""
-    (workdir / "objects").mkdir(parents=True, exist_ok=True)
     (workdir / "spool").mkdir(parents=True, exist_ok=True)
     config = workdir / "config.json"
-    config.write_text(json.dumps(daemon_settings(db, workdir), indent=2))
+    config.write_text(json.dumps(settings, indent=2))
     db.create_database(DATABASE)
     done = subprocess.run(
         [str(BIN / "imagecatcher-tools"), "--config", str(config), "db-init"],
@@ -62,11 +68,11 @@ def prepare(db: MariaDB, workdir: Path) -> Path:
 
 @dataclass(frozen=True)
 class Daemon:
-    """A running daemon: its ports and store directory."""
+    """A running daemon: its ports, working directory (spool, log) and pid."""
 
     http_port: int
     tcp_port: int
-    objects: Path
+    workdir: Path
     log: Path
     pid: int
 
@@ -149,6 +155,6 @@ def running_daemon(
             if time.monotonic() > deadline:
                 raise RuntimeError("daemon: no ping 200 within 60 s")
             time.sleep(0.2)
-        yield Daemon(http_port, tcp_port, workdir / "objects", log, proc.pid)
+        yield Daemon(http_port, tcp_port, workdir, log, proc.pid)
     finally:
         stop(proc, timeout=45)

@@ -83,7 +83,8 @@ class HttpConnection:
         buffer and the response body is a view of it.
         """
         sock, reader = self._connect()
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._address[0]}"]
+        host, port = self._address
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         lines.append(f"Content-Length: {len(body)}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -61,6 +61,7 @@ class _Outcome:
     acq_id: int
     size: int
     ok: int = 0
+    sent: list[float] = field(default_factory=list)  # perf_counter at each send
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     finished: float = 0.0
@@ -72,11 +73,13 @@ class LoadResult:
     """What a set of streams achieved in one timed window."""
 
     window_s: float
+    started: float  # perf_counter when the window opened
     elapsed_s: float
     ok: int
     failed: int
     bytes: int
-    latencies_ms: list[float]
+    latencies_ms: list[float]  # ascending
+    timeline: list[tuple[float, float]]  # (s after the start, latency ms), by send
     error_samples: list[str]
     acked_by_acq: dict[int, int]
     behind_s: float
@@ -134,6 +137,7 @@ def _drive(
             sent = time.perf_counter()
             error = sender.send(tile)
             out.latencies.append(time.perf_counter() - sent)
+            out.sent.append(sent)
             if error:
                 out.errors.append(error)
             else:
@@ -150,10 +154,13 @@ def run_load(
     window_s: float,
     target: Target,
     start_meter: Callable[[], CpuMeter],
+    meanwhile: Callable[[float], None] | None = None,
 ) -> LoadResult:
     """Run all streams for ``window_s`` seconds and collect what they saw.
 
     ``start_meter`` is called as the window opens; its reading is the CPU use.
+    ``meanwhile``, if given, runs in the calling thread while the streams do,
+    with the ``perf_counter`` time at which the window opened.
     """
     senders: list[Sender] = []
     try:
@@ -173,6 +180,8 @@ def run_load(
         meter = start_meter()
         for t in threads:
             t.start()
+        if meanwhile is not None:
+            meanwhile(start)
         for t in threads:
             t.join(window_s + target.timeout + 30)
         cpu = meter.stop()
@@ -183,6 +192,7 @@ def run_load(
             sender.close()
     ok_by_acq: dict[int, int] = {}
     latencies, errors = [], []
+    timeline: list[tuple[float, float]] = []
     ok = failed = nbytes = 0
     for out in outcomes:
         good = out.ok
@@ -191,14 +201,20 @@ def run_load(
         nbytes += good * out.size
         ok_by_acq[out.acq_id] = ok_by_acq.get(out.acq_id, 0) + good
         latencies += [v * 1000.0 for v in out.latencies]
+        timeline += [
+            (t - start, v * 1000.0)
+            for t, v in zip(out.sent, out.latencies, strict=True)
+        ]
         errors += out.errors
     return LoadResult(
         window_s=window_s,
+        started=start,
         elapsed_s=max(o.finished for o in outcomes) - start,
         ok=ok,
         failed=failed,
         bytes=nbytes,
         latencies_ms=sorted(latencies),
+        timeline=sorted(timeline),
         error_samples=errors[:5],
         acked_by_acq=ok_by_acq,
         behind_s=max(o.behind for o in outcomes),

@@ -2,7 +2,9 @@
 
 Every process is started in its own session with ``PR_SET_PDEATHSIG``, so the
 kernel sends it SIGTERM if the benchmark itself dies, and it is registered
-with :mod:`atexit` so that a normal exit or an exception stops it too.
+with :mod:`atexit` so that a normal exit or an exception stops it too.  The
+kernel sends that signal when the *thread* that started the process exits,
+so processes are started from the main thread only.
 :func:`stop` is idempotent; callers also stop processes explicitly, in order.
 """
 

@@ -1,58 +1,24 @@
-"""The results: machine description, text table, JSON file.
+"""The results: machine description, text tables, JSON file.
 
 Every capture and query figure is printed next to its ratio to the ceiling
-that bounds it: MB/s over the loopback ceiling, stored MB/s over the store's
-write ceiling, tiles/s over what one core can hash (MD5 + SHA-1 per tile),
-query latencies over the daemon's own HTTP round-trip floor.
+that bounds it, measured in the same run: MB/s over the loopback ceiling and
+over one core's MD5 rate, stored MB/s over the store's write ceiling, query
+latencies over the daemon's own HTTP round-trip floor; the capture figures
+also next to their targets (:mod:`bench.report_capture`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.ceilings import Ceilings
-from bench.stats import MiB, ratio
-
-LEGEND = """\
-Columns: MB/s in 10^6 B/s; p50/p99/max = acknowledgement latency; <=150ms = share
-of acks within 150 ms; stored/s = tiles whose content is in the store at the end
-of the window, per second; spooled = acknowledged tiles still in the spool then;
-÷loop = MB/s / loopback; stored÷store = stored MB/s / store write; tiles÷hash =
-tiles/s / hash ceiling; cpu ms/tile = daemon CPU time per acknowledged tile.
-CPU in % of one core: reactor% = daemon main thread, pool% = daemon's other
-threads (hashing, file I/O, DB calls), db% = mariadbd, bench% = load generator,
-other% = rest of the host; iowait% = host, all cores.
-"""
-
-_LOAD_HEADERS = (
-    "",
-    "tiles/s",
-    "MB/s",
-    "p50 ms",
-    "p99 ms",
-    "max ms",
-    "<=150ms",
-    "stored/s",
-    "spooled",
-    "err",
-    "MB/s÷loop",
-    "stored÷store",
-    "tiles÷hash",
-    "cpu ms/tile",
-    "reactor%",
-    "pool%",
-    "db%",
-    "bench%",
-    "other%",
-    "iowait%",
-)
+from bench.report_capture import LEGEND, matrix_section, rig_section
+from bench.table import num, size, table, times
 
 
 def machine() -> dict[str, Any]:
@@ -77,50 +43,24 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _num(value: float | None, digits: int = 1) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.{digits}f}"
-
-
-def _ratio(value: float, ceiling: float) -> str:
-    r = ratio(value, ceiling)
-    if math.isnan(r):
-        return "-"
-    return f"{r:.3f}" if r < 0.1 else f"{r:.2f}"
-
-
-def _size(nbytes: int) -> str:
-    if nbytes % MiB == 0:
-        return f"{nbytes // MiB} MiB"
-    return f"{nbytes / MiB:.1f} MiB"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned first column, right-aligned others, two spaces apart."""
-    everything = [headers, *rows]
-    widths = [max(len(r[i]) for r in everything) for i in range(len(headers))]
-    lines = []
-    for r in everything:
-        cells = [r[0].ljust(widths[0])]
-        cells += [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
-        lines.append("  " + "  ".join(cells).rstrip())
-    return lines
-
-
 def _header(results: dict[str, Any]) -> list[str]:
     m = results["machine"]
     load = " ".join(str(v) for v in m["load_average_at_start"])
-    workers = results["daemon_config"]["CONTENT_STORE_WORKERS"]
+    config = results["daemon_config"]
+    workers = config.get("WORKERS", "not set (the daemon's default)")
+    store = {"file": "file store", "s3": "S3 store on a private SeaweedFS"}
+    rss = results["daemon_rss_at_start"]
     return [
-        f"imagecatcher benchmarks, {results['mode']} mode",
+        f"imagecatcher benchmarks, {results['mode']} mode"
+        + (", rig profile only" if results["rig_only"] else ""),
         f"  date     {m['date']}",
         f"  machine  {m['uname']}; {m['cpu_model']}; {m['cores']} cores;"
         f" {m['memory_gib']} GiB; load average at start {load}",
-        f"  software Python {m['python']}; MariaDB {results['mariadb_version']};"
-        f" file store, CONTENT_STORE_WORKERS {workers}",
+        f"  software Python {m['python']}; MariaDB {results['mariadb_version']}",
+        f"  daemon   {store[results['store']]}; WORKERS {workers};"
+        f" CONTENT_STORE_WORKERS {config['CONTENT_STORE_WORKERS']};"
+        f" RSS at start {rss['rss_mib']:.0f} MiB over {rss['processes']}"
+        " process(es)",
         "",
     ]
 
@@ -132,14 +72,23 @@ def _ceilings(results: dict[str, Any], ceilings: Ceilings) -> list[str]:
         ("SHA-1, one core (hashlib, 16 MiB buffer)", ceilings.sha1_mb_s),
         ("store write+fsync, 16 MiB files", ceilings.store_write_mb_s),
     ]
+    if ceilings.s3_put_mb_s is not None:
+        rows.append(("S3 PUT (SeaweedFS), 16 MiB, one at a time", ceilings.s3_put_mb_s))
+    sizes = results["tile_sizes"]
     per_size = ", ".join(
-        f"{_num(ceilings.hash_tiles_per_s(size))} at {_size(size)}"
-        f" ({_num(1000 / ceilings.hash_tiles_per_s(size))} ms)"
-        for size in results["tile_sizes"]
+        f"{num(ceilings.hash_tiles_per_s(n))} at {size(n)}"
+        f" ({num(1000 / ceilings.hash_tiles_per_s(n))} ms)"
+        for n in sizes
     )
     return [
         "Ceilings (measured in this run)",
-        *_table(("", "MB/s"), [(label, _num(v)) for label, v in rows]),
+        *table(
+            ("", "MB/s", *(f"tiles/s at {size(n)}" for n in sizes)),
+            [
+                [label, num(v), *(num(Ceilings.tiles_per_s(v, n)) for n in sizes)]
+                for label, v in rows
+            ],
+        ),
         f"  hash ceiling (MD5 + SHA-1 once per tile, one core), tiles/s (CPU per"
         f" tile): {per_size}",
         f"  meanwhile other processes used"
@@ -148,80 +97,13 @@ def _ceilings(results: dict[str, Any], ceilings: Ceilings) -> list[str]:
     ]
 
 
-def _load_row(label: str, cell: dict[str, Any], ceilings: Ceilings) -> list[str]:
-    tiles = _num(cell["tiles_per_s"])
-    if "target_tiles_per_s" in cell:
-        tiles += f" of {_num(cell['target_tiles_per_s'])}"
-    reactor = cell["daemon_main_cpu_pct"]
-    return [
-        label,
-        tiles,
-        _num(cell["mb_per_s"]),
-        _num(cell["ack_p50_ms"]),
-        _num(cell["ack_p99_ms"]),
-        _num(cell["ack_max_ms"]),
-        f"{100 * cell['acks_within_150ms']:.1f}%",
-        _num(cell["stored_tiles_per_s"]),
-        str(cell["spooled_at_end"]),
-        str(cell["failed"]),
-        _ratio(cell["mb_per_s"], ceilings.loopback_mb_s),
-        _ratio(cell["stored_mb_per_s"], ceilings.store_write_mb_s),
-        _ratio(cell["tiles_per_s"], ceilings.hash_tiles_per_s(cell["tile_bytes"])),
-        _num(
-            cell["daemon_cpu_pct"] * 10 / cell["tiles_per_s"] if cell["acked"] else None
-        ),
-        f"{reactor:.0f}",
-        f"{cell['daemon_cpu_pct'] - reactor:.0f}",
-        f"{cell['mariadbd_cpu_pct']:.0f}",
-        f"{cell['bench_cpu_pct']:.0f}",
-        f"{cell['other_cpu_pct']:.0f}",
-        f"{cell['host_iowait_pct']:.0f}",
-    ]
-
-
-def _rig(results: dict[str, Any], ceilings: Ceilings) -> list[str]:
-    rig = results["rig"]
-    rows = [
-        _load_row(
-            f"{r['rigs']} rig{'s' if r['rigs'] > 1 else ''}, {r['connections']} conns",
-            r,
-            ceilings,
-        )
-        for r in rig
-    ]
-    return [
-        "Rig profile: 4 cameras x 5,557,452 B every 150 ms per camera, TCP,"
-        f" one connection per camera, {rig[0]['window_s']:.0f} s",
-        *_table(_LOAD_HEADERS, rows),
-        "",
-    ]
-
-
-def _matrix(results: dict[str, Any], ceilings: Ceilings) -> list[str]:
-    cells = results["matrix"]
-    rows = [
-        _load_row(
-            f"{c['protocol'].upper()} {_size(c['tile_bytes'])} x{c['connections']}",
-            c,
-            ceilings,
-        )
-        for c in cells
-    ]
-    return [
-        "Throughput matrix: back to back, one tile in flight per connection,"
-        f" {cells[0]['window_s']:.0f} s per cell",
-        *_table(_LOAD_HEADERS, rows),
-        "",
-    ]
-
-
 def _query_row(label: str, q: dict[str, Any], floor_ms: float, extra: str) -> list[str]:
     return [
         label,
-        _num(q["median_ms"], 2),
-        _num(q["min_ms"], 2),
-        _num(q["max_ms"], 2),
-        _num(q["median_ms"] / floor_ms, 1),
+        num(q["median_ms"], 2),
+        num(q["min_ms"], 2),
+        num(q["max_ms"], 2),
+        num(q["median_ms"] / floor_ms, 1),
         extra,
     ]
 
@@ -243,27 +125,27 @@ def _queries(results: dict[str, Any], ceilings: Ceilings) -> list[str]:
             f"acquisition/<uid>/tiles?length=1000&offset={offset}",
             page,
             floor,
-            f"{_num(1000 / page['median_ms'] * 1000, 0)} rows/s",
+            f"{num(1000 / page['median_ms'] * 1000, 0)} rows/s",
         ),
         _query_row(
             f"next-tile?acqid=<uid>&ntiles=100 ({claim['runs']} calls)",
             claim,
             floor,
-            f"{_num(claim['tiles_per_s'], 0)} tiles/s",
+            f"{num(claim['tiles_per_s'], 0)} tiles/s",
         ),
         _query_row(
             "acquisition/<uid>/tile/<col>/<row>/content, 16 MiB",
             content,
             floor,
-            f"{_num(content_mb)} MB/s"
-            f" = {_ratio(content_mb, ceilings.loopback_mb_s)} x loopback",
+            f"{num(content_mb)} MB/s"
+            f" = {times(content_mb, ceilings.loopback_mb_s)} x loopback",
         ),
     ]
     return [
         f"Queries: acquisition of {seed['tiles']:,} stored READY tiles on MariaDB"
         f" (inserted in {seed['seconds']:.1f} s), median of"
         f" {q['acquisitions_ready']['runs']} runs after one warm-up",
-        *_table(("", "median ms", "min ms", "max ms", "x floor", "throughput"), rows),
+        *table(("", "median ms", "min ms", "max ms", "x floor", "throughput"), rows),
         f"  floor: HTTP round trip without the database (404) {floor:.2f} ms;"
         f" SQL SELECT 1 over TCP {q['sql_floor_ms']:.2f} ms",
         "",
@@ -271,18 +153,17 @@ def _queries(results: dict[str, Any], ceilings: Ceilings) -> list[str]:
 
 
 def render(results: dict[str, Any]) -> str:
-    """The text table of one run."""
+    """The text tables of one run."""
     ceilings = Ceilings(**results["ceilings"])
-    return "\n".join(
-        [
-            *_header(results),
-            *_ceilings(results, ceilings),
-            *_rig(results, ceilings),
-            *_matrix(results, ceilings),
-            *_queries(results, ceilings),
-            LEGEND,
-        ]
-    )
+    lines = [
+        *_header(results),
+        *_ceilings(results, ceilings),
+        *rig_section(results, ceilings),
+    ]
+    if not results["rig_only"]:
+        lines += matrix_section(results, ceilings)
+        lines += _queries(results, ceilings)
+    return "\n".join([*lines, LEGEND])
 
 
 def write_json(results: dict[str, Any], directory: Path) -> Path:

@@ -14,6 +14,7 @@ acknowledged, so the buffer is free).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import struct
@@ -149,7 +150,11 @@ class TcpSender:
 
 
 class HttpSender:
-    """One keep-alive HTTP connection PUTting raw tiles of one acquisition."""
+    """One keep-alive HTTP connection PUTting raw tiles of one acquisition.
+
+    A tile counts as acknowledged, as for a rig, on HTTP 200 with a JSON body
+    naming a positive ``tile_id`` at the tile's column and row.
+    """
 
     def __init__(
         self, host: str, port: int, acq_id: int, image: TileImage, timeout: float
@@ -175,6 +180,13 @@ class HttpSender:
         resp = self._conn.request("PUT", target, self._body, self._headers)
         if resp.status != 200:
             return f"HTTP {tile.name}: {resp.status} {resp.text(200)}"
+        try:
+            ack = json.loads(bytes(resp.body))
+            acked = (ack["tile_id"] > 0, ack["tile_col"], ack["tile_row"])
+        except (ValueError, KeyError, TypeError):
+            return f"HTTP {tile.name}: 200 but {resp.text(200)}"
+        if acked != (True, tile.col, tile.row):
+            return f"HTTP {tile.name}: acknowledged as {resp.text(200)}"
         return None
 
     def close(self) -> None:
