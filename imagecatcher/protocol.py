@@ -101,6 +101,144 @@ def decode_request(buf: bytes | memoryview) -> TileRequest:
         raise BadMessage(f"malformed ImageTileRequest: {e}") from None
 
 
+# -- reading a request whose image has not been kept ------------------------------
+
+_U16 = struct.Struct("<H")
+_I32 = struct.Struct("<i")
+_U32 = struct.Struct("<I")
+_I64 = struct.Struct("<q")
+_U64 = struct.Struct("<Q")
+#: Field indexes of ImageTileRequest (§3.2).
+_IMAGE, _CHECKSUM = 6, 5
+
+
+class NeedMore(Exception):
+    """More leading bytes of the frame are needed; ``args[0]`` is how many."""
+
+
+class _Parts:
+    """A frame of which only ``head`` (its first bytes) and ``tail`` (the
+    bytes from ``tail_start`` to the end) are at hand: reads inside the hole
+    between them are errors, reads past ``head`` before the hole ask for more."""
+
+    def __init__(
+        self,
+        frame_len: int,
+        head: bytes | bytearray,
+        tail: bytes | bytearray = b"",
+        tail_start: int | None = None,
+    ) -> None:
+        self.frame_len = frame_len
+        self.head = head
+        self.tail = tail
+        self.tail_start = frame_len if tail_start is None else tail_start
+        self.hole = tail_start is not None
+
+    def read(self, fmt: struct.Struct, pos: int) -> int:
+        end = pos + fmt.size
+        if pos < 0 or end > self.frame_len:
+            raise BadMessage("an offset points outside the message")
+        if end <= len(self.head):
+            return int(fmt.unpack_from(self.head, pos)[0])
+        if pos >= self.tail_start:
+            return int(fmt.unpack_from(self.tail, pos - self.tail_start)[0])
+        if self.hole:
+            raise BadMessage("a field lies inside the image bytes")
+        raise NeedMore(end)
+
+    def bytes(self, start: int, length: int) -> bytes:
+        end = start + length
+        if start < 0 or end > self.frame_len:
+            raise BadMessage("a vector runs past the end of the message")
+        if end <= len(self.head):
+            return bytes(self.head[start:end])
+        if start >= self.tail_start:
+            return bytes(self.tail[start - self.tail_start : end - self.tail_start])
+        if self.hole:
+            raise BadMessage("a vector lies inside the image bytes")
+        raise NeedMore(end)
+
+
+class _Table:
+    """The root table of an ImageTileRequest, read through :class:`_Parts`."""
+
+    def __init__(self, parts: _Parts) -> None:
+        self._p = parts
+        self._root = parts.read(_U32, 0)
+        self._vtable = self._root - parts.read(_I32, self._root)
+        self._vtable_len = parts.read(_U16, self._vtable)
+
+    def _offset(self, index: int) -> int:
+        slot = _slot(index)
+        if slot + 2 > self._vtable_len:
+            return 0
+        return self._p.read(_U16, self._vtable + slot)
+
+    def scalar(self, index: int, fmt: struct.Struct) -> int:
+        offset = self._offset(index)
+        return self._p.read(fmt, self._root + offset) if offset else 0
+
+    def vector(self, index: int) -> tuple[int, int]:
+        """(start, length) of a byte vector; (0, 0) when absent."""
+        offset = self._offset(index)
+        if not offset:
+            return 0, 0
+        at = self._root + offset
+        start = at + self._p.read(_U32, at) + 4
+        length = self._p.read(_U32, start - 4)
+        if start + length > self._p.frame_len:
+            raise BadMessage("a vector runs past the end of the buffer")
+        return start, length
+
+
+def locate_image(head: bytes | bytearray, frame_len: int) -> tuple[int, int]:
+    """Where the ``image`` vector of an ImageTileRequest frame lies.
+
+    ``head`` is the frame's first bytes; NeedMore says how many leading bytes
+    are needed to tell, BadMessage that no well-formed request can follow.
+    """
+    try:
+        return _Table(_Parts(frame_len, head)).vector(_IMAGE)
+    except (NeedMore, BadMessage):
+        raise
+    except _DECODE_ERRORS as e:
+        raise BadMessage(f"malformed ImageTileRequest: {e}") from None
+
+
+def decode_request_around(
+    frame_len: int,
+    head: bytes | bytearray,
+    tail: bytes | bytearray,
+    image: tuple[int, int],
+) -> TileRequest:
+    """Read an ImageTileRequest from the bytes before and after its image.
+
+    ``image`` is what :func:`locate_image` returned; ``head`` holds the
+    frame's bytes before it and ``tail`` those after it.  The request's
+    ``image`` is empty: its bytes went to a sink as they arrived.
+    """
+    start, length = image
+    try:
+        t = _Table(_Parts(frame_len, head, tail, start + length))
+        checksum_start, checksum_len = t.vector(_CHECKSUM)
+        checksum = t._p.bytes(checksum_start, checksum_len) if checksum_len else b""
+        return TileRequest(
+            acq_id=t.scalar(0, _U64),
+            camera=t.scalar(1, _I32),
+            frame=t.scalar(2, _I32),
+            col=t.scalar(3, _I32),
+            row=t.scalar(4, _I32),
+            checksum=checksum,
+            image=memoryview(b""),
+        )
+    except NeedMore:
+        raise BadMessage("the image overlaps the request's fields") from None
+    except BadMessage:
+        raise
+    except _DECODE_ERRORS as e:
+        raise BadMessage(f"malformed ImageTileRequest: {e}") from None
+
+
 def decode_response(buf: bytes | memoryview) -> TileResponse:
     """Read an ``ImageTileResponse`` (clients and tests)."""
     try:

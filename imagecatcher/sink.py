@@ -74,7 +74,7 @@ def _open_part(directory: Path, serial: int) -> tuple[int, Path]:
     return fd, path
 
 
-def _write_all(fd: int, chunks: list[bytes | memoryview]) -> None:
+def _write_all(fd: int, chunks: list[bytes | bytearray | memoryview]) -> None:
     """``writev`` the chunks, coping with short writes."""
     views = [memoryview(c).cast("B") for c in chunks]
     while views:
@@ -89,7 +89,7 @@ def _write_all(fd: int, chunks: list[bytes | memoryview]) -> None:
                 done = 0
 
 
-def _update(digest: Any, chunks: list[bytes | memoryview]) -> None:
+def _update(digest: Any, chunks: list[bytes | bytearray | memoryview]) -> None:
     for chunk in chunks:
         digest.update(chunk)
 
@@ -167,7 +167,7 @@ class TileSink:
         self._sha1 = hashlib.sha1()
         self._fd: int | None = None
         self._path: Path | None = None
-        self._batch: list[bytes | memoryview] = []
+        self._batch: list[bytes | bytearray | memoryview] = []
         self._batch_bytes = 0
         self.size = 0
         self._pending = 0
@@ -188,7 +188,7 @@ class TileSink:
         """More bytes arrived than the limit allows."""
         return self._limit is not None and self.size > self._limit
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next chunk (kept by reference until its batch is written)."""
         if self._finished or self._discarded:
             raise RuntimeError("write to a finished tile sink")
@@ -222,7 +222,9 @@ class TileSink:
     def _thread(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
         return deferToThreadPool(self._reactor, self._pool, fn, *args)
 
-    def _run_batch(self, chunks: list[bytes | memoryview], n: int) -> Deferred[None]:
+    def _run_batch(
+        self, chunks: list[bytes | bytearray | memoryview], n: int
+    ) -> Deferred[None]:
         def write_and_sha1() -> None:
             if self._fd is None:
                 self._fd, self._path = _open_part(self._dir, self._serial)

@@ -1,16 +1,21 @@
-"""The raw TCP tile server (CONTRACT §3): framing and in-order responses.
+"""The raw TCP tile server (CONTRACT §3): framing, streaming, in-order responses.
 
-:class:`FrameReceiver` cuts the byte stream into frames without re-joining
-its buffer per chunk (a tile of 20 MiB arriving in 64 KiB reads costs one
-join).  :class:`TileProtocol` answers frames strictly in order: while a
-frame is being handled the transport is paused, so a rig that sends ahead
-is held back by TCP flow control rather than by our memory.
+:class:`TileProtocol` cuts the byte stream into frames.  For a tile, it reads
+the FlatBuffer's root table as soon as its bytes are in, which gives the
+``image`` vector's offset and length; the image bytes then go straight to a
+sink (hashed and written off the reactor, see :mod:`imagecatcher.sink`) as
+they arrive, and only the few bytes around it are kept.  Frames are answered
+strictly in order: while one is being handled the transport is paused, so a
+rig that sends ahead is held back by TCP flow control rather than by our
+memory.
 """
 
 from __future__ import annotations
 
 from typing import Any
 from typing import Protocol as TypingProtocol
+
+import attrs
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress
@@ -25,11 +30,15 @@ from imagecatcher.pipeline import Pipeline, TileUpload
 from imagecatcher.protocol import (
     PREFIX,
     BadMessage,
+    NeedMore,
     TileRequest,
     TileResponse,
     decode_request,
+    decode_request_around,
     encode_response,
+    locate_image,
 )
+from imagecatcher.sink import TileSink
 from imagecatcher.storage import StoreError
 
 log = Logger()
@@ -39,63 +48,17 @@ FRAME_OVERHEAD = 4096
 
 
 class TileHandler(TypingProtocol):
-    """Captures one decoded tile request and says how it went."""
+    """Captures one decoded tile request and says how it went.
 
-    async def capture(self, request: TileRequest) -> TileResponse:
+    A handler that also has ``open_sink() -> TileSink`` gets the image bytes
+    of big frames streamed into a sink of its own as they arrive, and then
+    ``capture(request, sink)`` with an empty ``request.image``.
+    """
+
+    async def capture(
+        self, request: TileRequest, sink: TileSink | None = None
+    ) -> TileResponse:
         """Store the tile; return the response to send."""
-
-
-class FrameReceiver(Protocol):
-    """Delivers each length-prefixed frame whole to :meth:`frame_received`."""
-
-    max_frame = 64 * 1024 * 1024 + FRAME_OVERHEAD
-
-    def __init__(self) -> None:
-        self._chunks: list[bytes] = []
-        self._buffered = 0
-        self._need = PREFIX.size
-        self._in_body = False
-        self._boundary_lost = False
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._boundary_lost:
-            return  # after an over-long prefix nothing more can be framed
-        self._chunks.append(data)
-        self._buffered += len(data)
-        if self._buffered < self._need:
-            return  # a tile trickling in costs no copies
-        buf = b"".join(self._chunks)
-        offset = 0
-        while len(buf) - offset >= self._need:
-            if not self._in_body:
-                (length,) = PREFIX.unpack_from(buf, offset)
-                offset += PREFIX.size
-                if length > self.max_frame:
-                    self._chunks, self._buffered = [], 0
-                    self._boundary_lost = True
-                    self.frame_too_long(length)
-                    return
-                self._need, self._in_body = length, True
-            else:
-                body = buf[offset : offset + self._need]
-                offset += self._need
-                self._need, self._in_body = PREFIX.size, False
-                self.frame_received(body)
-        rest = buf[offset:]
-        self._chunks, self._buffered = ([rest] if rest else []), len(rest)
-
-    @property
-    def partial_bytes(self) -> int:
-        """Bytes of an incomplete frame (prefix included) still buffered."""
-        return self._buffered + (PREFIX.size if self._in_body else 0)
-
-    def frame_received(self, frame: bytes) -> None:
-        """Handle one complete frame."""
-        raise NotImplementedError
-
-    def frame_too_long(self, length: int) -> None:
-        """The announced length exceeds :attr:`max_frame`."""
-        raise NotImplementedError
 
 
 def _failure_response(acq_id: int) -> TileResponse:
@@ -104,30 +67,226 @@ def _failure_response(acq_id: int) -> TileResponse:
     return TileResponse(acq_id=acq_id, status=1, system_status=int(QueueColour.RED))
 
 
-class TileProtocol(FrameReceiver, TimeoutMixin):
-    """One rig connection: frames in, responses out, in order."""
+#: Frames shorter than this are kept whole: streaming them buys nothing.
+STREAM_MIN = 64 * 1024
+#: Most bytes kept of a streamed frame outside its image (FlatBuffers tables,
+#: the checksum, padding); a frame whose fields need more is kept whole.
+OUTSIDE_IMAGE_MAX = 64 * 1024
+
+
+@attrs.define
+class _Frame:
+    """A frame being received: kept whole, or streamed around its image."""
+
+    length: int
+    mode: str  # "whole", "head" (image not located yet), "image", "skip"
+    received: int = 0
+    chunks: list[bytes | memoryview] = attrs.Factory(list)
+    head: bytearray = attrs.Factory(bytearray)
+    tail: bytearray = attrs.Factory(bytearray)
+    image: tuple[int, int] = (0, 0)
+    sink: TileSink | None = None
+    error: str = ""
+
+
+@attrs.frozen
+class _Done:
+    """A complete frame waiting for its turn."""
+
+    frame: bytes | None = None  # kept whole
+    request: TileRequest | None = None  # streamed: fields, bytes in ``sink``
+    sink: TileSink | None = None
+    error: str = ""  # not a request: answered with a failure
+    too_long: bool = False  # the boundary is lost: answer once, then close
+
+
+class _SinkThrottle:
+    """Lets a sink pause the connection while its threads catch up."""
+
+    def __init__(self, proto: TileProtocol) -> None:
+        self._proto = proto
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self._proto.pause("sink")
+
+    def resumeProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self._proto.resume("sink")
+
+
+class TileProtocol(Protocol, TimeoutMixin):
+    """One rig connection: frames in, responses out, in order.
+
+    A tile's ``image`` bytes go to a sink as they arrive when nothing is
+    waiting to be answered (a rig waits for each acknowledgement, so that is
+    the common case); only the few bytes around the image are kept.  Frames
+    that arrive while earlier ones are being handled, short frames and frames
+    whose image cannot be located from their first bytes are kept whole.
+    While frames are being handled the transport is paused, so a rig that
+    sends ahead is held back by TCP flow control rather than by our memory.
+    """
+
+    max_frame = 64 * 1024 * 1024 + FRAME_OVERHEAD
 
     def __init__(self, handler: TileHandler, idle_timeout: float) -> None:
-        super().__init__()
         self._handler = handler
         self._idle_timeout = idle_timeout
-        #: Frames waiting their turn; None marks an over-long frame (answer, close).
-        self._queue: list[bytes | None] = []
+        self._queue: list[_Done] = []
         self._busy = False
+        self._paused: set[str] = set()
         self._peer: IAddress | None = None
+        self._prefix = bytearray()
+        self._frame: _Frame | None = None
+        self._boundary_lost = False
 
     def connectionMade(self) -> None:
         self._peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.setTimeout(self._idle_timeout or None)
 
+    # -- flow control -------------------------------------------------------------
+
+    def pause(self, reason: str) -> None:
+        """Stop reading for ``reason`` (until :meth:`resume` with it)."""
+        if not self._paused and self.transport is not None:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        self._paused.add(reason)
+
+    def resume(self, reason: str) -> None:
+        """Read again once no reason to pause remains."""
+        if reason in self._paused:
+            self._paused.discard(reason)
+            if not self._paused and self.transport is not None:
+                self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    # -- framing ------------------------------------------------------------------
+
+    @property
+    def partial_bytes(self) -> int:
+        """Bytes of an incomplete frame (prefix included) received so far."""
+        if self._frame is not None:
+            return PREFIX.size + self._frame.received
+        return len(self._prefix)
+
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
-        super().dataReceived(data)
+        if self._boundary_lost:
+            return  # after an over-long prefix nothing more can be framed
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view):
+            frame = self._frame
+            if frame is None:
+                take = min(PREFIX.size - len(self._prefix), len(view) - pos)
+                self._prefix += view[pos : pos + take]
+                pos += take
+                if len(self._prefix) < PREFIX.size:
+                    return
+                (length,) = PREFIX.unpack(self._prefix)
+                self._prefix = bytearray()
+                if length > self.max_frame:
+                    self._boundary_lost = True
+                    self._too_long(length)
+                    return
+                frame = self._frame = self._new_frame(length)
+                if length == 0:
+                    self._complete(frame)
+                continue
+            take = min(frame.length - frame.received, len(view) - pos)
+            self._feed(frame, view[pos : pos + take])
+            pos += take
+            if frame.received == frame.length:
+                self._complete(frame)
 
-    def frame_received(self, frame: bytes) -> None:
-        self._enqueue(frame)
+    def _new_frame(self, length: int) -> _Frame:
+        can_stream = (
+            length >= STREAM_MIN
+            and not self._busy
+            and not self._queue
+            and hasattr(self._handler, "open_sink")
+        )
+        return _Frame(length, "head" if can_stream else "whole")
 
-    def frame_too_long(self, length: int) -> None:
+    def _feed(self, frame: _Frame, chunk: memoryview) -> None:
+        if frame.mode == "head":
+            chunk = self._locate(frame, chunk)
+        if not chunk:
+            return
+        start = frame.received
+        frame.received += len(chunk)
+        if frame.mode == "whole":
+            frame.chunks.append(chunk)
+        elif frame.mode == "image":
+            self._route(frame, chunk, start)
+
+    def _locate(self, frame: _Frame, chunk: memoryview) -> memoryview:
+        """Keep leading bytes until the image is located; the rest of ``chunk``."""
+        while frame.mode == "head":
+            try:
+                frame.image = locate_image(frame.head, frame.length)
+            except NeedMore as more:
+                needed = int(more.args[0])
+                if needed > OUTSIDE_IMAGE_MAX or not chunk:
+                    if needed > OUTSIDE_IMAGE_MAX:
+                        self._keep_whole(frame)
+                    return chunk
+                take = chunk[: needed - len(frame.head)]
+                frame.head += take
+                frame.received += len(take)
+                chunk = chunk[len(take) :]
+                continue
+            except BadMessage as e:
+                frame.mode, frame.error = "skip", str(e)
+                frame.received += len(chunk)
+                return chunk[:0]
+            if frame.image[0] < len(frame.head):
+                self._keep_whole(frame)  # fields after the image start
+                return chunk
+            sink = self._handler.open_sink()  # type: ignore[attr-defined]
+            sink.attach(_SinkThrottle(self))
+            frame.sink, frame.mode = sink, "image"
+        return chunk
+
+    def _keep_whole(self, frame: _Frame) -> None:
+        frame.chunks, frame.head, frame.mode = [bytes(frame.head)], bytearray(), "whole"
+
+    def _route(self, frame: _Frame, chunk: memoryview, start: int) -> None:
+        """Send the part of ``chunk`` (frame bytes from ``start``) inside the
+        image to the sink; keep what lies before and after it."""
+        begin, end = frame.image[0], frame.image[0] + frame.image[1]
+        stop = start + len(chunk)
+        if start < begin:
+            frame.head += chunk[: min(stop, begin) - start]
+        if stop > begin and start < end:
+            assert frame.sink is not None
+            frame.sink.write(chunk[max(start, begin) - start : min(stop, end) - start])
+        if stop > end:
+            frame.tail += chunk[max(start, end) - start :]
+            if len(frame.head) + len(frame.tail) > OUTSIDE_IMAGE_MAX:
+                frame.mode, frame.error = "skip", "too many bytes outside the image"
+                self._release(frame.sink)
+                frame.sink, frame.head, frame.tail = None, bytearray(), bytearray()
+
+    def _complete(self, frame: _Frame) -> None:
+        self._frame = None
+        if frame.mode == "whole":
+            chunks = frame.chunks
+            whole = bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
+            self._enqueue(_Done(frame=whole))
+        elif frame.mode == "head":  # the whole frame came before the image did
+            self._enqueue(_Done(frame=bytes(frame.head)))
+        elif frame.mode == "skip":
+            self._enqueue(_Done(error=frame.error or "malformed frame"))
+        else:
+            try:
+                request = decode_request_around(
+                    frame.length, frame.head, frame.tail, frame.image
+                )
+            except BadMessage as e:
+                self._release(frame.sink)
+                self._enqueue(_Done(error=str(e)))
+            else:
+                self._enqueue(_Done(request=request, sink=frame.sink))
+
+    def _too_long(self, length: int) -> None:
         log.warn(
             "closing {peer}: frame of {length} bytes exceeds {limit}",
             peer=self._peer,
@@ -136,10 +295,12 @@ class TileProtocol(FrameReceiver, TimeoutMixin):
         )
         # The frame boundary is lost: answer once, after the frames before it
         # (responses stay in order), then close.
-        self._enqueue(None)
+        self._enqueue(_Done(too_long=True))
 
-    def _enqueue(self, frame: bytes | None) -> None:
-        self._queue.append(frame)
+    # -- answering in order -------------------------------------------------------
+
+    def _enqueue(self, done: _Done) -> None:
+        self._queue.append(done)
         if not self._busy:
             self._next()
 
@@ -148,36 +309,48 @@ class TileProtocol(FrameReceiver, TimeoutMixin):
         # (bad frames) must not exhaust the stack.  The transport is paused
         # only while a handler is pending.
         while self._queue:
-            frame = self._queue.pop(0)
-            if frame is None:
-                self._queue.clear()
+            done = self._queue.pop(0)
+            if done.too_long:
+                self._drop_queue()
                 self._send(_failure_response(0))
                 self.transport.loseConnection()  # type: ignore[union-attr]
                 return
-            d = Deferred.fromCoroutine(self._handle(frame))
+            d = Deferred.fromCoroutine(self._handle(done))
             d.addErrback(self._unexpected)
             if not d.called:
                 if not self._busy:
                     self._busy = True
-                    self.transport.pauseProducing()  # type: ignore[union-attr]
+                    self.pause("busy")
                     self.setTimeout(None)  # a slow store is not an idle peer
                 d.addCallback(lambda _: self._next())
                 return
         if self._busy:
             self._busy = False
-            self.transport.resumeProducing()  # type: ignore[union-attr]
+            self.resume("busy")
             if self.connected:
                 self.setTimeout(self._idle_timeout or None)
 
-    async def _handle(self, frame: bytes) -> None:
-        try:
-            request = decode_request(frame)
-        except BadMessage as e:
-            log.warn("bad frame from {peer}: {reason}", peer=self._peer, reason=e)
+    async def _handle(self, done: _Done) -> None:
+        if done.error:
+            log.warn(
+                "bad frame from {peer}: {reason}", peer=self._peer, reason=done.error
+            )
             self._send(_failure_response(0))
             return
+        if done.request is not None:
+            request = done.request
+        else:
+            try:
+                request = decode_request(done.frame or b"")
+            except BadMessage as e:
+                log.warn("bad frame from {peer}: {reason}", peer=self._peer, reason=e)
+                self._send(_failure_response(0))
+                return
         try:
-            response = await self._handler.capture(request)
+            if done.sink is not None:
+                response = await self._handler.capture(request, done.sink)
+            else:
+                response = await self._handler.capture(request)
         except Exception:
             # §3.4: a decoded request's failure still carries its acqId.
             log.failure("capturing a tile from {peer} failed", peer=self._peer)
@@ -196,6 +369,15 @@ class TileProtocol(FrameReceiver, TimeoutMixin):
         message = encode_response(response)
         self.transport.write(PREFIX.pack(len(message)) + message)
 
+    def _release(self, sink: TileSink | None) -> None:
+        if sink is not None:
+            Deferred.fromCoroutine(sink.discard())
+
+    def _drop_queue(self) -> None:
+        for done in self._queue:
+            self._release(done.sink)
+        self._queue.clear()
+
     def timeoutConnection(self) -> None:
         log.info("closing idle connection from {peer}", peer=self._peer)
         self.transport.abortConnection()  # type: ignore[union-attr]
@@ -210,16 +392,17 @@ class TileProtocol(FrameReceiver, TimeoutMixin):
             )
         # Release the partial frame too: a pending handler may keep this
         # protocol alive for a while after the peer left.
-        self._queue.clear()
-        self._chunks, self._buffered = [], 0
-        self._need, self._in_body = PREFIX.size, False
+        self._drop_queue()
+        if self._frame is not None:
+            self._release(self._frame.sink)
+        self._frame, self._prefix = None, bytearray()
 
 
 class TileFactory(Factory):
     """Builds a :class:`TileProtocol` per connection."""
 
     #: Largest frame accepted (MAX_TILE_BYTES + FRAME_OVERHEAD in the daemon).
-    max_frame = FrameReceiver.max_frame
+    max_frame = TileProtocol.max_frame
 
     def __init__(self, handler: TileHandler, idle_timeout: float = 300.0) -> None:
         self._handler = handler
@@ -250,16 +433,29 @@ class PipelineHandler:
             content_queue_status=int(status.content),
         )
 
-    async def capture(self, request: TileRequest) -> TileResponse:
+    def open_sink(self) -> TileSink:
+        """A sink in the tile's durable home (see :meth:`Pipeline.open_sink`)."""
+        return self._pipeline.open_sink()
+
+    async def capture(
+        self, request: TileRequest, sink: TileSink | None = None
+    ) -> TileResponse:
         """Capture the tile; status 0 with its id, or status 1."""
         try:
-            name = tile_name_for(
-                request.col, request.row, request.camera, request.frame
-            )
+            try:
+                name = tile_name_for(
+                    request.col, request.row, request.camera, request.frame
+                )
+            except BadParameter:
+                if sink is not None:
+                    await sink.discard()
+                raise
             tile = TileName(
                 request.col, request.row, request.camera, request.frame, name
             )
-            upload = TileUpload(request.acq_id, tile, request.image, request.checksum)
+            upload = TileUpload(
+                request.acq_id, tile, request.image, request.checksum, sink=sink
+            )
             result = await self._pipeline.capture(upload)
         except (BadParameter, NotFound) as e:
             log.warn("tile from TCP refused: {reason}", reason=e)

@@ -19,28 +19,10 @@ from imagecatcher.protocol import (
     encode_request,
     frame,
 )
-from imagecatcher.tcp import FrameReceiver, TileFactory, TileProtocol
+from imagecatcher.sink import TileSink
+from imagecatcher.tcp import TileFactory, TileProtocol
 
 IMAGE = b"tile bytes" * 8
-
-
-class Recorder(FrameReceiver):
-    """A FrameReceiver that keeps every frame and every too-long length."""
-
-    max_frame = 64
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.frames: list[bytes] = []
-        self.too_long: list[int] = []
-
-    def frame_received(self, frame: bytes) -> None:
-        """Keep the frame."""
-        self.frames.append(frame)
-
-    def frame_too_long(self, length: int) -> None:
-        """Keep the announced length."""
-        self.too_long.append(length)
 
 
 class EchoHandler:
@@ -49,7 +31,9 @@ class EchoHandler:
     def __init__(self) -> None:
         self.requests: list[TileRequest] = []
 
-    async def capture(self, request: TileRequest) -> TileResponse:
+    async def capture(
+        self, request: TileRequest, sink: TileSink | None = None
+    ) -> TileResponse:
         """Answer success immediately."""
         self.requests.append(request)
         return TileResponse(acq_id=request.acq_id, tile_id=request.col)
@@ -62,7 +46,9 @@ class GatedHandler:
         self.gates: dict[int, Deferred[TileResponse]] = {i: Deferred() for i in acq_ids}
         self.started: list[int] = []
 
-    async def capture(self, request: TileRequest) -> TileResponse:
+    async def capture(
+        self, request: TileRequest, sink: TileSink | None = None
+    ) -> TileResponse:
         """Wait for the test to fire this request's gate."""
         self.started.append(request.acq_id)
         return await self.gates[request.acq_id]
@@ -75,7 +61,9 @@ class GatedHandler:
 class FailingHandler:
     """Every capture raises."""
 
-    async def capture(self, request: TileRequest) -> TileResponse:
+    async def capture(
+        self, request: TileRequest, sink: TileSink | None = None
+    ) -> TileResponse:
         """Fail as an unexpected bug would."""
         raise RuntimeError("database on fire")
 
@@ -117,16 +105,6 @@ def failure_response(acq_id: int = 0) -> TileResponse:
     return TileResponse(acq_id=acq_id, status=1, system_status=2)
 
 
-def test_frame_split_on_every_byte() -> None:
-    """A frame arriving one byte at a time is delivered once, whole."""
-    proto, transport = Recorder(), StringTransport()
-    proto.makeConnection(transport)
-    for b in frame(b"hello"):
-        proto.dataReceived(bytes([b]))
-    assert proto.frames == [b"hello"] and not transport.disconnecting
-    assert proto.partial_bytes == 0
-
-
 def test_request_split_on_every_byte_is_answered_once() -> None:
     """A request trickling in byte by byte gets exactly one response."""
     handler = EchoHandler()
@@ -140,21 +118,32 @@ def test_request_split_on_every_byte_is_answered_once() -> None:
 
 def test_partial_bytes_counts_prefix_and_body() -> None:
     """Bytes of an incomplete frame, prefix included, are reported as partial."""
-    proto = Recorder()
-    proto.makeConnection(StringTransport())
-    proto.dataReceived(frame(b"hello")[:6])
-    assert proto.partial_bytes == 6 and proto.frames == []
+    handler = EchoHandler()
+    proto, _ = connect(handler)
+    proto.dataReceived(request_frame(1)[:6])
+    assert proto.partial_bytes == 6 and handler.requests == []
+    proto.dataReceived(request_frame(1)[6:])
+    assert proto.partial_bytes == 0 and len(handler.requests) == 1
 
 
-def test_several_frames_in_one_chunk() -> None:
-    """Frames sharing one chunk, the last one split, are each delivered once."""
-    proto = Recorder()
-    proto.makeConnection(StringTransport())
-    data = frame(b"a") + frame(b"") + frame(b"ccc") + frame(b"dddd")
+def test_several_frames_in_one_chunk_the_last_split() -> None:
+    """Frames sharing one chunk, the last one split, are each answered once."""
+    proto, transport = connect(EchoHandler())
+    data = request_frame(1, col=1) + frame(b"") + request_frame(3, col=3)
     proto.dataReceived(data[:-2])
-    assert proto.frames == [b"a", b"", b"ccc"]
+    assert [r.acq_id for r in responses(transport)] == [1, 0]
     proto.dataReceived(data[-2:])
-    assert proto.frames == [b"a", b"", b"ccc", b"dddd"]
+    assert [r.tile_id for r in responses(transport)] == [1, 0, 3]
+
+
+def test_frame_at_the_limit_is_answered() -> None:
+    """A frame exactly max_frame long is handled, not refused."""
+    handler = EchoHandler()
+    proto, transport = connect(handler)
+    message = request_frame(5, col=2)[PREFIX.size :]
+    proto.max_frame = len(message)
+    proto.dataReceived(frame(message))
+    assert responses(transport) == [TileResponse(acq_id=5, tile_id=2)]
 
 
 def test_several_requests_in_one_chunk_are_answered_in_order() -> None:
@@ -185,24 +174,6 @@ def test_long_backlog_behind_a_pending_request_is_answered() -> None:
     assert answers[0] == TileResponse(acq_id=1, tile_id=10)
     assert answers[1:] == [failure_response()] * 5000
     assert transport.producerState == "producing"
-
-
-def test_frame_at_the_limit_is_delivered() -> None:
-    """A frame exactly max_frame long is delivered."""
-    proto = Recorder()
-    proto.makeConnection(StringTransport())
-    proto.dataReceived(frame(b"x" * Recorder.max_frame))
-    assert proto.frames == [b"x" * Recorder.max_frame] and proto.too_long == []
-
-
-def test_frame_receiver_stops_after_too_long() -> None:
-    """After an over-long prefix the frame boundary is lost and nothing more is read."""
-    proto = Recorder()
-    proto.makeConnection(StringTransport())
-    proto.dataReceived(PREFIX.pack(65) + b"x" * 10)
-    proto.dataReceived(frame(b"more"))
-    assert proto.too_long == [65] and proto.frames == []
-    assert proto.partial_bytes == 0
 
 
 def test_too_long_frame_gets_one_failure_and_close() -> None:
