@@ -201,7 +201,9 @@ def build_service(config: Config, reactor: Any) -> IService:
             tiles_url_base=config.tiles_url_base,
         )
         site = Site(api.resource())
-        site.requestFactory = _request_factory(config.max_tile_bytes)
+        site.requestFactory = _request_factory(
+            config.max_tile_bytes, pipeline.open_sink
+        )
         if config.disable_so_keep_alive:
             site.protocol = NoKeepAliveChannel  # type: ignore[method-assign,assignment]
         _Listener(
@@ -223,8 +225,8 @@ def _started(fn: Callable[[], object]) -> Callable[[], Awaitable[object]]:
     return run
 
 
-def _request_factory(max_tile_bytes: int) -> type[CatcherRequest]:
-    class Request(CatcherRequest):
-        max_body = max_tile_bytes + 64 * 1024  # room for multipart framing
-
-    return Request
+def _request_factory(
+    max_tile_bytes: int, open_sink: Callable[[], Any]
+) -> type[CatcherRequest]:
+    # Capture bodies stream into sinks from open_sink (Pipeline.open_sink).
+    return CatcherRequest.for_daemon(max_tile_bytes, open_sink)

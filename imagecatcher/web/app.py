@@ -32,7 +32,6 @@ from imagecatcher.storage import ContentStore
 from imagecatcher.web.calibrations import Calibrations
 from imagecatcher.web.capture import Capture, Lifecycle
 from imagecatcher.web.common import (
-    BodyTooLarge,
     json_response,
     plain_response,
     status_of,
@@ -115,7 +114,7 @@ class CatcherAPI:
             )
         if status >= 500:
             log.warn("{path}: {reason}", path=request.path, reason=error)
-        if isinstance(error, BodyTooLarge):
+        if status == 413:  # the rest of the body is not worth reading
             request.setHeader(b"connection", b"close")
         return json_response(request, status, {"errormessage": str(error)})
 

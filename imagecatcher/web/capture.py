@@ -2,7 +2,9 @@
 
 ``start-acquisition``, ``create-rois``, ``capture-image-content``,
 ``end-acquisition`` and ``store-ancillary-files``: the routes a rig calls
-while it acquires, all reading multipart bodies.
+while it acquires, all reading multipart bodies (:mod:`imagecatcher.web.forms`).
+A tile's body is not buffered: it reached a sink while it arrived
+(:mod:`imagecatcher.web.tilebody`).
 """
 
 from __future__ import annotations
@@ -11,20 +13,23 @@ import base64
 from typing import Any
 
 from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 
 from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.domain import BadParameter, CatcherError
-from imagecatcher.multipart import Part, is_multipart, parse_multipart
 from imagecatcher.names import parse_tile_name
 from imagecatcher.pipeline import Captured, Pipeline, TileUpload
+from imagecatcher.sink import TileSink
 from imagecatcher.web.common import (
     BodyTooLarge,
     json_response,
     parse_uint64,
     query,
 )
-from imagecatcher.web.request import request_body, set_queue_headers
+from imagecatcher.web.forms import Part, is_multipart, parse_form, whole
+from imagecatcher.web.request import FORM_OVERHEAD, request_body, set_queue_headers
+from imagecatcher.web.tilebody import TileBody
 
 
 class Lifecycle:
@@ -64,7 +69,7 @@ class Lifecycle:
         parts = _parts(request, "Error parsing the request: ")
         if parts is None:
             raise BadParameter("request Content-Type isn't multipart/form-data")
-        files: dict[str, tuple[str, memoryview]] = {}
+        files: dict[str, tuple[str, bytes]] = {}
         for part in parts:  # if a part occurs twice the last one wins
             if part.name in ("roi-spec", "roi-tiles"):
                 files[part.name] = (part.filename or f"{uid}_{part.name}", part.data)
@@ -106,7 +111,13 @@ class Lifecycle:
 
 
 class Capture:
-    """One tile's upload, as a raw body or a multipart form (§1.5)."""
+    """One tile's upload, as a raw body or a multipart form (§1.5).
+
+    The body has already gone to a sink while it arrived (a
+    :class:`~imagecatcher.web.tilebody.TileBody`); the route checks the
+    request, then hands the sink to the pipeline, or discards it: a refused
+    request leaves no file behind.
+    """
 
     router = Klein()
 
@@ -118,50 +129,94 @@ class Capture:
     async def capture(self, request: IRequest, acqid: str) -> bytes:
         """Capture one tile (§1.5)."""
         request.setHeader(b"content-type", b"application/json")
-        if self._pipeline is None:
-            raise CatcherError("tile capture is not configured")
-        uid = parse_uint64("acqId", acqid)
-        checksums: list[bytes] = []
-        header_md5 = request.getHeader(b"content-md5")
-        if header_md5:
-            try:
-                checksums.append(base64.b64decode(header_md5, validate=True))
-            except ValueError:
-                raise BadParameter("Invalid Content-MD5 header") from None
-        parts = _parts(request, "Error parsing the request: ")
-        if parts is None:
-            name_text = query(request, "tile-filename")
-            if name_text is None:
-                raise BadParameter("Invalid tile file name")
-            if (hex_md5 := query(request, "checksum")) is not None:
-                checksums.append(_md5_from_hex(hex_md5, "checksum"))
-            data = request_body(request)
-        else:
-            name_text, data_part = None, None
-            for part in parts:
-                if part.name == "tile-filename":
-                    name_text = part.text()
-                elif part.name == "checksum":
-                    checksums.append(bytes(part.data))
-                elif part.name == "checksum-str":
-                    checksums.append(_md5_from_hex(part.text(), "checksum-str"))
-                elif part.name == "tile-file":
-                    data_part = part
-            if data_part is None:
-                raise BadParameter("No tile-file part in the request")
-            name_text = name_text or data_part.filename
-            if not name_text:
-                raise BadParameter("Invalid tile file name")
-            data = data_part.data
-        if any(len(c) != 16 for c in checksums):
-            raise BadParameter("Invalid checksum: an MD5 is 16 bytes")
-        if len(data) > self._max_tile_bytes:
-            raise BodyTooLarge(f"Tile larger than {self._max_tile_bytes} bytes")
-        tile = parse_tile_name(name_text)
-        upload = TileUpload(uid, tile, data, _client_md5(checksums))
-        result = await self._pipeline.capture(upload)
+        body = self._body(request)
+        sink = body.take()  # ours from here on: captured or discarded
+        try:
+            pipeline = self._pipeline
+            if pipeline is None:
+                raise CatcherError("tile capture is not configured")
+            upload = _upload(request, acqid, body, sink)
+        except BaseException:
+            if sink is not None:
+                await _discard(sink)
+            raise
+        # The pipeline finishes the sink, and discards it on any failure.
+        result = await pipeline.capture(upload)
         set_queue_headers(request, result.status)
         return json_response(request, 200, capture_json(result))
+
+    def _body(self, request: IRequest) -> TileBody:
+        """The streamed body; a buffered one (another Request class) is fed now."""
+        content = request.content
+        if isinstance(content, TileBody):
+            return content
+        if self._pipeline is None:
+            raise CatcherError("tile capture is not configured")
+        body = TileBody(
+            self._pipeline.open_sink,
+            _content_type(request),
+            length=None,
+            max_tile=self._max_tile_bytes,
+            max_body=self._max_tile_bytes + FORM_OVERHEAD,
+        )
+        try:
+            data = request_body(request)
+        except BodyTooLarge as e:
+            body.too_large = str(e)
+        else:
+            body.write(whole(data))
+        return body
+
+
+async def _discard(sink: TileSink) -> None:
+    """Delete a refused tile's file, even if the client hangs up meanwhile."""
+    work = Deferred.fromCoroutine(sink.discard())
+    view: Deferred[None] = Deferred()
+    work.chainDeferred(view)  # cancelling view (a disconnect) spares work
+    await view
+
+
+def _upload(
+    request: IRequest, acqid: str, body: TileBody, sink: TileSink | None
+) -> TileUpload:
+    """What to capture, once the request is checked; raises when it is refused."""
+    uid = parse_uint64("acqId", acqid)
+    checksums: list[bytes] = []
+    header_md5 = request.getHeader(b"content-md5")
+    if header_md5:
+        try:
+            checksums.append(base64.b64decode(header_md5, validate=True))
+        except ValueError:
+            raise BadParameter("Invalid Content-MD5 header") from None
+    if body.too_large is not None:
+        raise BodyTooLarge(body.too_large)
+    if not body.multipart:
+        name_text = query(request, "tile-filename")
+        if name_text is None:
+            raise BadParameter("Invalid tile file name")
+        if (hex_md5 := query(request, "checksum")) is not None:
+            checksums.append(_md5_from_hex(hex_md5, "checksum"))
+    else:
+        if body.error is not None:
+            raise BadParameter(f"Error parsing the request: {body.error}")
+        name_text = None
+        for name, value in body.fields:
+            if name == "tile-filename":
+                name_text = _text(value)
+            elif name == "checksum":
+                checksums.append(value)
+            elif name == "checksum-str":
+                checksums.append(_md5_from_hex(_text(value), "checksum-str"))
+        if not body.has_file:
+            raise BadParameter("No tile-file part in the request")
+        name_text = name_text or body.file_name
+        if not name_text:
+            raise BadParameter("Invalid tile file name")
+    if any(len(c) != 16 for c in checksums):
+        raise BadParameter("Invalid checksum: an MD5 is 16 bytes")
+    tile = parse_tile_name(name_text)
+    assert sink is not None  # a raw body always has one, a form with tile-file too
+    return TileUpload(uid, tile, md5=_client_md5(checksums), sink=sink)
 
 
 def capture_json(result: Captured) -> dict[str, Any]:
@@ -193,11 +248,15 @@ def _parts(request: IRequest, context: str) -> list[Part] | None:
     if not is_multipart(ctype):
         return None
     try:
-        return parse_multipart(request_body(request), ctype)
+        return parse_form(request_body(request), ctype)
     except BodyTooLarge:
         raise
     except BadParameter as e:
         raise BadParameter(f"{context}{e}") from None
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def _md5_from_hex(text: str, what: str) -> bytes:

@@ -14,6 +14,7 @@ from twisted.web.iweb import IRequest
 
 from imagecatcher.domain import BadParameter, CalibrationError, CatcherError
 from imagecatcher.domain import NotFound as CatcherNotFound
+from imagecatcher.sink import TooLarge
 from imagecatcher.storage import StoreError
 
 # -- errors ------------------------------------------------------------------------
@@ -30,6 +31,7 @@ class MoreThanOne(CatcherError):
 #: The status of each known error; the first class that matches wins.
 ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (BodyTooLarge, 413),
+    (TooLarge, 413),  # a tile sink refused bytes past MAX_TILE_BYTES
     (MoreThanOne, 409),
     (BadParameter, 400),
     (CalibrationError, 400),

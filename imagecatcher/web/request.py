@@ -1,21 +1,35 @@
 """The twisted.web request and channel of the HTTP site.
 
-:class:`CatcherRequest` keeps request bodies in memory, capped, and lets a
-response carry the queue-status header names that contain spaces (§1.0, Q2).
+:class:`CatcherRequest` streams a ``capture-image-content`` body into a tile
+sink as it arrives (:class:`~imagecatcher.web.tilebody.TileBody`), keeps
+other request bodies in memory, capped, and lets a response carry the
+queue-status header names that contain spaces (§1.0, Q2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 
 from imagecatcher.domain import QueueStatus
+from imagecatcher.sink import TileSink
 from imagecatcher.web.common import BodyTooLarge
+from imagecatcher.web.tilebody import TileBody
+
+#: Room for multipart framing and small fields around a tile in a form body.
+FORM_OVERHEAD = 64 * 1024
+#: The request targets whose bodies are tiles (the capture route, §1.5).
+_CAPTURE_TARGET = re.compile(
+    rb"/service/v1/capture-image-content/[^/?#]+(?:\?.*)?", re.DOTALL
+)
 
 
 class QueueHeaders(Headers):
@@ -104,15 +118,24 @@ class BodyBuffer:
 
 
 class CatcherRequest(Request):
-    """A Request for this API: queue-status headers, bodies kept in memory.
+    """A Request for this API: queue-status headers, tiles streamed to sinks.
 
-    twisted.web's own form parsing is off: routes parse multipart bodies
-    themselves, keeping part file names and reporting malformed bodies.
+    Once the headers are in (:meth:`gotLength`), a PUT or POST to
+    ``capture-image-content`` gets a :class:`TileBody` that sends the tile's
+    bytes to a sink from :attr:`open_sink` as they arrive, pausing the
+    connection while the sink's writes fall behind; every other body is a
+    :class:`BodyBuffer`.  twisted.web's own form parsing is off: routes parse
+    multipart bodies themselves, keeping part file names and reporting
+    malformed bodies.
     """
 
     _parsePOSTFormSubmission = False  # noqa: N815 - twisted.web's name
+    #: Largest tile accepted (MAX_TILE_BYTES).
+    max_tile = 64 * 1024 * 1024
     #: Largest body accepted (MAX_TILE_BYTES + room for multipart framing).
-    max_body = 64 * 1024 * 1024 + 64 * 1024
+    max_body = max_tile + FORM_OVERHEAD
+    #: Opens the sink of a capture body; None buffers capture bodies too.
+    open_sink: Callable[[], TileSink] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,8 +143,49 @@ class CatcherRequest(Request):
         # twisted.web sets this per instance from the Site; routes parse forms.
         self._parsePOSTFormSubmission = False
 
+    @classmethod
+    def for_daemon(
+        cls, max_tile: int, open_sink: Callable[[], TileSink] | None
+    ) -> type[CatcherRequest]:
+        """The request class of one site: its tile limit and its tiles' sinks."""
+
+        class DaemonRequest(CatcherRequest):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.open_sink = open_sink
+
+        DaemonRequest.max_tile = max_tile
+        DaemonRequest.max_body = max_tile + FORM_OVERHEAD
+        return DaemonRequest
+
     def gotLength(self, length: int | None) -> None:
-        self.content = BodyBuffer(length, self.max_body)
+        open_sink = self.open_sink
+        if open_sink is not None and self._is_capture():
+            ctype = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
+            self.content = TileBody(
+                open_sink,
+                ctype.decode("latin-1"),
+                length=length,
+                max_tile=self.max_tile,
+                max_body=self.max_body,
+                producer=IPushProducer(self.channel.transport, None),
+            )
+        else:
+            self.content = BodyBuffer(length, self.max_body)
+
+    def _is_capture(self) -> bool:
+        # The request line is still the channel's: Request.method and .uri
+        # are set only once the whole body has arrived.
+        method = getattr(self.channel, "_command", b"")
+        target = getattr(self.channel, "_path", b"")
+        return method in (b"PUT", b"POST") and bool(_CAPTURE_TARGET.fullmatch(target))
+
+    def connectionLost(self, reason: Failure) -> None:
+        # A client that leaves mid-body never reaches the route: nothing of
+        # its tile may stay behind.
+        if isinstance(self.content, TileBody):
+            self.content.abandon()
+        super().connectionLost(reason)
 
 
 def request_body(request: IRequest) -> memoryview:
