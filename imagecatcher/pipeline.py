@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from imagecatcher.db.capture import UNKNOWN, Recorded, TileContent
+from imagecatcher.db.capture import Recorded, TileContent
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import (
     Acquisition,
@@ -271,7 +271,9 @@ class Pipeline:
             self._repo.find_tile(acq.mosaic_id, name.col, name.row, name.frame)
         )
         try:
-            received = await sink.finish()
+            # A local store's file is fsync'd as soon as it is written: that
+            # is the tile's one durable write.
+            received = await sink.finish(sync=self._local is not None)
         except BaseException:
             finding.addErrback(lambda _: None)
             raise
@@ -319,10 +321,9 @@ class Pipeline:
         )
         collection = acq.collection(self._mapping)
         if self._local is not None:
-            await sink.make_durable()
             obj = await self._local.place(received.path, received.md5, collection, path)
             kept[0] = True
-            recorded = await self._record(acq, name, content, obj)
+            recorded = await self._record(acq, name, content, obj, existing)
             return self._captured(
                 acq, recorded.tile, name, obj.key, path, received.sha1
             )
@@ -362,7 +363,7 @@ class Pipeline:
                 f"Content store failed for {acq.uid}:{name.name}: {e};"
                 " the tile is kept in the spool and retried"
             )
-            recorded = await self._record(acq, name, content, None)
+            recorded = await self._record(acq, name, content, None, existing)
             entry = SpoolEntry(
                 tile_id=recorded.tile.tile_id,
                 uid=acq.uid,
@@ -383,7 +384,7 @@ class Pipeline:
             return self._captured(
                 acq, recorded.tile, name, "", content.path, received.sha1
             )
-        recorded = await self._record(acq, name, content, obj)
+        recorded = await self._record(acq, name, content, obj, existing)
         self._discard_superseded(obj, recorded.previous_key, superseded)
         return self._captured(
             acq, recorded.tile, name, obj.key, content.path, received.sha1
@@ -402,20 +403,21 @@ class Pipeline:
         name: TileName,
         content: TileContent,
         obj: StoredObject | None,
-        config_id: int | None = UNKNOWN,
+        known: TileRecord | None,
     ) -> Recorded:
-        """The tile's one write transaction, in the tile stage."""
+        """The tile's one write transaction, in the tile stage; ``known`` is
+        the tile as read before its bytes were in (None: a new tile)."""
         if obj is not None:
             content = attrs.evolve(content, key=obj.key, url=obj.location_url)
         try:
             recorded = await self.tile_stage.run(
-                lambda: self._repo.record_tile(content, config_id)
+                lambda: self._repo.record_tile(content, known=known)
             )
         except QueueTimeout:
             raise CatcherError(
                 f"Timeout waiting to enqueue the tile job for: {acq.uid}:{name.name}"
             ) from None
-        if recorded.tile.camera is None and config_id == UNKNOWN:
+        if recorded.tile.camera is None:
             # Q19: stored without a camera configuration rather than refused.
             log.warn(
                 "no camera configuration for camera {camera} of temca {temca};"

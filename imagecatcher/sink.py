@@ -36,10 +36,11 @@ from twisted.python.threadpool import ThreadPool
 
 log = Logger()
 
-#: Bytes gathered before a batch goes to the threads.
-BATCH_BYTES = 1024 * 1024
+#: Bytes gathered before a batch goes to the threads: small enough that
+#: hashing overlaps receiving, big enough that thread hand-offs stay rare.
+BATCH_BYTES = 512 * 1024
 #: Bytes waiting for the threads before the producer is paused.
-MAX_PENDING = 4 * BATCH_BYTES
+MAX_PENDING = 8 * BATCH_BYTES
 #: Temporary files are ``<prefix><pid>-<n>.part``: a restart removes those of
 #: processes that are gone (they were never acknowledged).
 PART_PREFIX = ".part-"
@@ -171,7 +172,10 @@ class TileSink:
         self._batch_bytes = 0
         self.size = 0
         self._pending = 0
-        self._tail: Deferred[None] = defer.succeed(None)
+        # Two chains, each in arrival order: the MD5 on one thread, the SHA-1
+        # and the writes on another, so neither waits for the other.
+        self._md5_tail: Deferred[None] = defer.succeed(None)
+        self._io_tail: Deferred[None] = defer.succeed(None)
         self._producer: Producer | None = None
         self._paused = False
         self._finished = False
@@ -207,7 +211,27 @@ class TileSink:
         self._batch, self._batch_bytes = [], 0
         self._pending += n
         self._throttle()
-        self._tail.addCallback(lambda _: self._run_batch(chunks, n))
+        remaining = [2]
+
+        def done(result: object) -> object:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                self._pending -= n
+                self._throttle()
+            return result  # a Failure skips that chain's later batches
+
+        self._md5_tail.addCallback(
+            lambda _: self._thread(_update, self._md5, chunks)
+        ).addBoth(done)
+        self._io_tail.addCallback(
+            lambda _: self._thread(self._write_batch, chunks)
+        ).addBoth(done)
+
+    def _write_batch(self, chunks: list[bytes | bytearray | memoryview]) -> None:
+        if self._fd is None:
+            self._fd, self._path = _open_part(self._dir, self._serial)
+        _update(self._sha1, chunks)
+        _write_all(self._fd, chunks)
 
     def _throttle(self) -> None:
         if self._producer is None:
@@ -222,36 +246,13 @@ class TileSink:
     def _thread(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
         return deferToThreadPool(self._reactor, self._pool, fn, *args)
 
-    def _run_batch(
-        self, chunks: list[bytes | bytearray | memoryview], n: int
-    ) -> Deferred[None]:
-        def write_and_sha1() -> None:
-            if self._fd is None:
-                self._fd, self._path = _open_part(self._dir, self._serial)
-            _update(self._sha1, chunks)
-            _write_all(self._fd, chunks)
-
-        both = defer.DeferredList(
-            [self._thread(_update, self._md5, chunks), self._thread(write_and_sha1)],
-            consumeErrors=True,
-        )
-
-        def done(results: list[tuple[bool, Any]]) -> Failure | None:
-            self._pending -= n
-            self._throttle()
-            for ok, value in results:
-                if not ok:
-                    failed: Failure = value
-                    return failed  # skips the later batches; finish() raises it
-            return None
-
-        return both.addCallback(done)
-
     # -- completion -------------------------------------------------------------
 
-    async def finish(self) -> Received:
+    async def finish(self, sync: bool = False) -> Received:
         """Wait for every byte to be hashed and written; the result.
 
+        With ``sync`` the file is also fsync'd and closed, on the writing
+        thread right after the last write (while the MD5 may still run).
         Raises TooLarge past the limit, or the I/O error that stopped a write.
         """
         if self._finished:
@@ -259,23 +260,27 @@ class TileSink:
         self._finished = True
         if self._batch:
             self._flush()
-        self._tail.addCallback(lambda _: self._thread(self._ensure_file))
-        failure: list[Failure] = []
-        self._tail.addErrback(failure.append)
-        await self._tail
+        self._io_tail.addCallback(lambda _: self._thread(self._last_write, sync))
+        failures: list[Failure] = []
+        for tail in (self._md5_tail, self._io_tail):
+            tail.addErrback(failures.append)
+        await self._md5_tail
+        await self._io_tail
         if self._producer is not None and self._paused:
             self._paused = False
             self._producer.resumeProducing()
         if self.too_large:
             raise TooLarge(f"{self.size} bytes exceed the limit of {self._limit}")
-        if failure:
-            failure[0].raiseException()
+        if failures:
+            failures[0].raiseException()
         assert self._path is not None
         return Received(self._path, self.size, self._md5.digest(), self._sha1.digest())
 
-    def _ensure_file(self) -> None:
+    def _last_write(self, sync: bool) -> None:
         if self._fd is None:  # an empty tile: still a file
             self._fd, self._path = _open_part(self._dir, self._serial)
+        if sync:
+            self._fsync_and_close()
 
     def _fsync_and_close(self) -> None:
         if self._fd is not None:
@@ -312,9 +317,9 @@ class TileSink:
         if self._producer is not None and self._paused:
             self._paused = False
             self._producer.resumeProducing()
-        tail: Deferred[Any] = self._tail
-        tail.addErrback(lambda _: None)
-        await tail
+        for tail in (self._md5_tail, self._io_tail):
+            tail.addErrback(lambda _: None)
+            await tail
         try:
             await self._thread(self._remove)
         except OSError as e:

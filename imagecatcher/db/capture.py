@@ -182,51 +182,66 @@ def _inherit_links(cur: Cursor, tile_id: int, c: TileContent) -> None:
 
 
 def record_tile(
-    cur: Cursor, c: TileContent, config_id: int | None, now: datetime
+    cur: Cursor,
+    c: TileContent,
+    config_id: int | None,
+    now: datetime,
+    known: TileRecord | None = None,
+    look_up: bool = True,
 ) -> Recorded:
     """Find or create the tile and record its content, in one transaction.
 
     ``config_id`` is the camera configuration when the caller knows it
-    (cached), else :data:`UNKNOWN`.  A tile whose ``key`` is set is in the
-    store: it is stamped and its links made READY (Q22: a re-capture resets
-    them all).
+    (cached), else :data:`UNKNOWN`.  With ``look_up`` false, ``known`` is the
+    tile as the caller read it just before (None: not there yet), which saves
+    the lookup; a tile created meanwhile by another daemon makes the insert
+    hit the unique key, and the caller retries with ``look_up``.  A tile
+    whose ``key`` is set is in the store: it is stamped and its links made
+    READY (Q22: a re-capture resets them all).
     """
     if config_id == UNKNOWN:
         config_id = camera_configuration_for(cur, c.temca_id, c.camera)
-    tile = find_tile(cur, c.mosaic_id, c.col, c.row, c.frame)
+    tile = find_tile(cur, c.mosaic_id, c.col, c.row, c.frame) if look_up else known
     if tile is None:
         tile = _insert_tile(cur, c, config_id, now)
         if c.key:
             _inherit_links(cur, tile.tile_id, c)
         return Recorded(tile, "", config_id)
-    previous = record_content(
-        cur, tile.file_object_id, c.name, c.path, c.key, c.url, c.sha1, c.md5, now
+    previous = tile.jfs_key
+    cur.execute(
+        "UPDATE file_objects SET sha1_checksum = %s, md5_checksum = %s,"
+        " checksum_date = %s WHERE file_object_id = %s",
+        (c.sha1, c.md5, now, tile.file_object_id),
     )
-    if config_id is not None and tile.camera_configuration_id != config_id:
-        # A re-send names the camera that took it (Q20: the old service kept
-        # the first configuration forever).
+    cur.execute(
+        "UPDATE file_object_fs_replicas SET path = %s, jfs_path = %s, jfs_key = %s,"
+        " location_url = %s, file_exists_yn = %s WHERE file_object_id = %s",
+        (c.name, c.path, c.key, c.url, 1 if c.key else 0, tile.file_object_id),
+    )
+    # A re-send names the camera that took it (Q20: the old service kept the
+    # first configuration forever).
+    new_config = config_id if config_id is not None else tile.camera_configuration_id
+    if new_config != tile.camera_configuration_id or c.key:
         cur.execute(
-            "UPDATE tem_camera_images SET tem_camera_configuration_id = %s"
+            "UPDATE tem_camera_images SET tem_camera_configuration_id = %s,"
+            " acquired_timestamp = COALESCE(%s, acquired_timestamp)"
             " WHERE tem_camera_image_id = %s",
-            (config_id, tile.tile_id),
+            (new_config, now if c.key else None, tile.tile_id),
         )
-        tile = attrs.evolve(tile, camera_configuration_id=config_id, camera=c.camera)
+    if new_config != tile.camera_configuration_id:
+        tile = attrs.evolve(tile, camera_configuration_id=new_config, camera=c.camera)
     tile = attrs.evolve(tile, sha1=c.sha1, jfs_key=c.key)
     if not c.key:
         return Recorded(tile, previous, config_id)
     cur.execute(
-        "UPDATE tem_camera_images SET acquired_timestamp = %s"
-        " WHERE tem_camera_image_id = %s",
-        (now, tile.tile_id),
-    )
-    cur.execute(
         "UPDATE roi_images SET current_state = 'READY' WHERE tem_camera_image_id = %s",
         (tile.tile_id,),
     )
-    cur.execute(
-        "SELECT COUNT(*) FROM roi_images WHERE tem_camera_image_id = %s",
-        (tile.tile_id,),
-    )
-    if int(cur.fetchone()[0]) == 0:
-        _inherit_links(cur, tile.tile_id, c)
+    if cur.rowcount <= 0:  # no link changed: are there any?
+        cur.execute(
+            "SELECT COUNT(*) FROM roi_images WHERE tem_camera_image_id = %s",
+            (tile.tile_id,),
+        )
+        if int(cur.fetchone()[0]) == 0:
+            _inherit_links(cur, tile.tile_id, c)
     return Recorded(tile, previous, config_id)

@@ -1070,14 +1070,21 @@ class Repository:
         return await self._db.run_idempotent(find_tile, mosaic_id, col, row, frame)
 
     async def record_tile(
-        self, content: TileContent, config_id: int | None = UNKNOWN
+        self,
+        content: TileContent,
+        config_id: int | None = UNKNOWN,
+        known: TileRecord | object | None = UNKNOWN,
     ) -> Recorded:
         """Find or create the tile and record its durable content, in one
         transaction shared with the tiles finishing at the same time.
 
         ``config_id`` is the tile's camera configuration when the caller knows
-        it; by default it is looked up (and cached) for the camera.
+        it; by default it is looked up (and cached) for the camera.  ``known``
+        is the tile as :meth:`find_tile` just gave it (None: absent), which
+        spares the transaction that lookup.
         """
+        look_up = not (known is None or isinstance(known, TileRecord))
+        given = known if isinstance(known, TileRecord) else None
         cache_key = (content.temca_id, content.camera)
         cached = self._configs.get(cache_key)
         now = self._clock.seconds()
@@ -1086,7 +1093,7 @@ class Repository:
             config = cached[1]
         try:
             recorded = await self._writes.submit(
-                record_tile, content, config, self._now()
+                record_tile, content, config, self._now(), given, look_up
             )
         except self._db.dialect.integrity_error:
             # Another daemon inserted the same tile between our SELECT and

@@ -121,18 +121,20 @@ async def test_record_tile_creates_then_replaces(repo: Repository) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_concurrent_records_of_one_tile_make_one_row(repo: Repository) -> None:
-    """Two captures of the same new tile in one batch meet on the unique key:
-    one row, both recorded."""
+    """Two captures of the same new tile in one batch, each having read it as
+    absent, meet on the unique key: the second retries, one row results."""
     await Migrator(repo).init()
     mosaic = await _acquisition(repo)
     one, two = await defer.gatherResults(
         [
             defer.Deferred.fromCoroutine(
-                repo.record_tile(_content(mosaic, 7, "c" * 40, b"x"))
+                repo.record_tile(_content(mosaic, 7, "c" * 40, b"x"), known=None)
             ),
             defer.Deferred.fromCoroutine(
-                repo.record_tile(_content(mosaic, 7, "d" * 40, b"y"))
+                repo.record_tile(_content(mosaic, 7, "d" * 40, b"y"), known=None)
             ),
         ]
     )
     assert one.tile.tile_id == two.tile.tile_id
+    found = await repo.find_tile(mosaic, 12, 5, 7)
+    assert found is not None and found.jfs_key in ("c" * 40, "d" * 40)

@@ -148,7 +148,10 @@ class FakeRepository:
         return None
 
     async def record_tile(
-        self, content: TileContent, config_id: int | None = UNKNOWN
+        self,
+        content: TileContent,
+        config_id: int | None = UNKNOWN,
+        known: object = UNKNOWN,
     ) -> Recorded:
         self.upserts += 1
         if self.upsert_gate is not None:
