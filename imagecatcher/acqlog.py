@@ -3,9 +3,13 @@
 Parsing is lenient where the reference is (Q15): numbers that do not parse
 become 0 and an unparsable ``Date`` becomes ``None`` ("zero time", the caller
 stores its fallback).  A log is rejected with
-:class:`~imagecatcher.domain.BadParameter` only for an INI syntax error,
-invalid camera connections, an unparsable ``pixels per um`` or (Q16) a
-``TEM IP address`` that is not an IPv4 dotted quad.
+:class:`~imagecatcher.domain.BadParameter` for an INI syntax error, invalid
+camera connections, an unparsable ``pixels per um``, (Q16) a ``TEM IP
+address`` that is not an IPv4 dotted quad, and (issue 8) a value its column
+cannot hold: a text longer than its column, a log over 65,535 bytes, or a
+number beyond its column's range.  Such values used to be cut, read as 0, or
+refused by MariaDB with a 500; the message now names the INI key and the
+limit (:mod:`imagecatcher.limits`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,19 @@ from datetime import datetime
 
 import attrs
 
+from imagecatcher import limits
 from imagecatcher.domain import BadParameter
+from imagecatcher.limits import (
+    INT32_MAX,
+    INT32_MIN,
+    INT64_MAX,
+    check_bytes,
+    check_float32,
+    check_int,
+    check_length,
+    range_error,
+)
 
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
 UINT64_MAX = 2**64 - 1
 
 _INT = re.compile(r"[+-]?[0-9]+")
@@ -118,9 +131,11 @@ def acquisition_uid(file_name: str) -> int:
     """The acquisition UID named by a log's file name (§7.1.1).
 
     The UID is the last ``/`` component up to its first ``_`` (or all of it)
-    and must be an unsigned 64-bit decimal: ``/foo/123_bar`` → 123.
+    and must be an unsigned 64-bit decimal: ``/foo/123_bar`` → 123.  It must
+    also fit ``ini_files_denorm.uid``, a signed BIGINT.
 
-    :raises BadParameter: with the messages of §7.1.1.
+    :raises BadParameter: with the messages of §7.1.1, or ``acquisition UID
+        <uid> is out of range: ...`` above 2**63-1.
     """
     if not file_name:
         raise BadParameter("Cannot extract acquisition UID from an empty URL")
@@ -131,13 +146,13 @@ def acquisition_uid(file_name: str) -> int:
         raise BadParameter(
             f"Error parsing acquisition UID: {uid_text!r} is not a decimal number"
         )
-    uid = int(uid_text)
+    uid = int(uid_text) if len(uid_text) <= 40 else UINT64_MAX + 1
     if uid > UINT64_MAX:
         raise BadParameter(
-            f"Error parsing acquisition UID: {uid_text!r} is out of the "
-            "unsigned 64-bit range"
+            f"Error parsing acquisition UID: {limits.excerpt(uid_text)!r} is out"
+            " of the unsigned 64-bit range"
         )
-    return uid
+    return check_int(f"acquisition UID {uid}", uid, 0, INT64_MAX)
 
 
 @attrs.frozen
@@ -203,68 +218,101 @@ def _tem_ip(text: str) -> bytes:
         ) from None
 
 
-def _pixels_per_um(text: str) -> float:
-    try:
-        return parse_float(text)
-    except ValueError:
-        raise BadParameter(f"Invalid pixels per um {text!r}") from None
+def _pixels_per_um(field: str, text: str) -> float:
+    if not _FLOAT.fullmatch(text):
+        raise BadParameter(f"Invalid pixels per um {limits.excerpt(text)!r}")
+    return check_float32(field, float(text))
 
 
-def _lenient_int(text: str) -> int:
-    try:
-        return parse_int32(text)
-    except ValueError:
+def _lenient_int(
+    field: str, text: str, lo: int = INT32_MIN, hi: int = INT32_MAX
+) -> int:
+    """An integer key: 0 when it names no integer (Q15), refused when out of range."""
+    if not _INT.fullmatch(text):
         return 0
+    if len(text.lstrip("+-0")) > 20:  # far beyond any column; int() may refuse it
+        raise range_error(field, lo, hi)
+    return check_int(field, int(text), lo, hi)
 
 
-def _lenient_float(text: str) -> float:
-    try:
-        return parse_float(text)
-    except ValueError:
+def _lenient_float(field: str, text: str) -> float:
+    """A FLOAT key: 0 when it names no number (Q15), refused when out of range."""
+    if not _FLOAT.fullmatch(text):
         return 0.0
+    return check_float32(field, float(text))
 
 
 def parse_acquisition_log(text: str) -> AcquisitionLog:
     """Parse an acquisition INI log (§7.1.2); ``ini_text`` keeps ``text`` whole.
 
     Missing keys read as empty values.  Only the keys of §7.1.2 marked so have
-    their quotes stripped; the others must be bare to parse.
+    their quotes stripped; the others must be bare to parse.  ``Notes`` is
+    part of the log, so the log's 65,535-byte limit bounds it too.
 
-    :raises BadParameter: for an INI syntax error, invalid camera connections,
-        an unparsable (or missing) ``pixels per um`` or a ``TEM IP address``
-        that is not IPv4, checked in that order.
+    :raises BadParameter: for a log over 65,535 UTF-8 bytes, an INI syntax
+        error, invalid camera connections, an unparsable (or missing) ``pixels
+        per um``, a ``TEM IP address`` that is not IPv4, then a text longer
+        than its column or a number beyond its column's range (checked in
+        that order; the message names the key as the lab writes it).
     """
+    check_bytes("acquisition log", text)
     ini = parse_ini(text)
 
     def get(section: str, key: str, *, quoted: bool = False) -> str:
-        value = ini.get(section, {}).get(key, "")
+        value = ini.get(section, {}).get(key.lower(), "")
         return unquote(value) if quoted else value
 
+    def text_of(section: str, key: str, limit: int) -> str:
+        return check_length(f"[{section}] {key}", get(section, key, quoted=True), limit)
+
+    def int_of(section: str, key: str, *, quoted: bool = False) -> int:
+        return _lenient_int(f"[{section}] {key}", get(section, key, quoted=quoted))
+
+    def float_of(section: str, key: str) -> float:
+        return _lenient_float(f"[{section}] {key}", get(section, key))
+
     number_of_cameras = _number_of_cameras(ini.get("Camera Connections", {}))
-    pixels_per_um = _pixels_per_um(get("TEM Settings", "pixels per um", quoted=True))
-    tem_ip = _tem_ip(get("Machine IDs", "tem ip address", quoted=True))
+    pixels_per_um = _pixels_per_um(
+        "[TEM Settings] Pixels per um",
+        get("TEM Settings", "Pixels per um", quoted=True),
+    )
+    tem_ip = _tem_ip(get("Machine IDs", "TEM IP address", quoted=True))
+    # With 4 cameras the mosaic has twice as many columns and rows as steps,
+    # and tem_camera_image_mosaics.target_num_cols/rows are INTEGER too.
+    factor = 2 if number_of_cameras == 4 else 1
+
+    def steps_of(axis: str) -> int:
+        key = f"Number of {axis} steps"
+        doubled = " (doubled for 4 cameras)" if factor == 2 else ""
+        return _lenient_int(
+            f"[Mosaic Settings] {key}{doubled}",
+            get("Mosaic Settings", key),
+            INT32_MIN // factor,
+            INT32_MAX // factor,
+        )
+
     return AcquisitionLog(
-        sample_name=get("General", "sample name", quoted=True),
-        microscopist_name=get("General", "microscopist name", quoted=True),
-        notes=get("General", "notes", quoted=True),
-        when_acquired=parse_log_date(get("General", "date", quoted=True)),
-        number_of_cameras=number_of_cameras,
-        x_sm_step_pix=_lenient_int(get("Mosaic Settings", "x sm step (pix)")),
-        y_sm_step_pix=_lenient_int(get("Mosaic Settings", "y sm step (pix)")),
-        x_big_step_pix=_lenient_int(get("Mosaic Settings", "x big step (pix)")),
-        y_big_step_pix=_lenient_int(get("Mosaic Settings", "y big step (pix)")),
-        center_x_m=_lenient_float(get("Mosaic Settings", "center x (m)")),
-        center_y_m=_lenient_float(get("Mosaic Settings", "center y (m)")),
-        number_of_x_steps=_lenient_int(get("Mosaic Settings", "number of x steps")),
-        number_of_y_steps=_lenient_int(get("Mosaic Settings", "number of y steps")),
-        tem_magnification=_lenient_int(
-            get("TEM Settings", "magnification", quoted=True)
+        sample_name=text_of("General", "Sample name", limits.SAMPLE_NAME),
+        microscopist_name=text_of(
+            "General", "Microscopist name", limits.MICROSCOPIST_NAME
         ),
+        notes=get("General", "Notes", quoted=True),
+        when_acquired=parse_log_date(get("General", "Date", quoted=True)),
+        number_of_cameras=number_of_cameras,
+        x_sm_step_pix=int_of("Mosaic Settings", "X sm step (pix)"),
+        y_sm_step_pix=int_of("Mosaic Settings", "Y sm step (pix)"),
+        x_big_step_pix=int_of("Mosaic Settings", "X big step (pix)"),
+        y_big_step_pix=int_of("Mosaic Settings", "Y big step (pix)"),
+        center_x_m=float_of("Mosaic Settings", "Center X (m)"),
+        center_y_m=float_of("Mosaic Settings", "Center Y (m)"),
+        number_of_x_steps=steps_of("X"),
+        number_of_y_steps=steps_of("Y"),
+        tem_magnification=int_of("TEM Settings", "Magnification", quoted=True),
         pixels_per_um=pixels_per_um,
         tem_ip=tem_ip,
-        project_name=get("ImageCatcher", "project", quoted=True),
-        project_owner=get("ImageCatcher", "owner", quoted=True),
-        stack_name=get("ImageCatcher", "stack", quoted=True),
-        mosaic_type=get("ImageCatcher", "mosaictype", quoted=True),
+        project_name=text_of("ImageCatcher", "project", limits.PROJECT_NAME),
+        project_owner=text_of("ImageCatcher", "owner", limits.PROJECT_OWNER),
+        stack_name=text_of("ImageCatcher", "stack", limits.STACK_NAME),
+        mosaic_type=text_of("ImageCatcher", "mosaicType", limits.MOSAIC_TYPE),
         ini_text=text,
     )

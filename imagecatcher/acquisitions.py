@@ -18,9 +18,11 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from imagecatcher import limits
 from imagecatcher.acqlog import acquisition_uid, parse_acquisition_log
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import Acquisition, BadParameter, NotFound, digests, jfs_path
+from imagecatcher.limits import check_bytes, excerpt
 from imagecatcher.rois import RoiTileList, parse_roi_spec, parse_roi_tiles
 from imagecatcher.storage import ContentStore
 
@@ -40,7 +42,7 @@ ANCILLARY_TYPES = (
     "stored_image_list.csv",
 )
 _CAMERA_CSV = re.compile(r"_cam[0-3]\.csv$")
-_SAFE_NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,255}")
+_UNSAFE_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def ancillary_type(name: str) -> str:
@@ -57,12 +59,15 @@ def stored_file_name(sent: str) -> str:
 
     Directory parts are dropped, so no name can reach outside the
     acquisition's path; names with control characters, ``..`` or nothing
-    left are refused.
+    left are refused, and so are names over 255 UTF-8 bytes: the name must
+    fit ``file_object_fs_replicas.path`` (255 characters) and be a file name
+    in a file store (255 bytes on common file systems).
     """
     base = sent.replace("\\", "/").rsplit("/", 1)[-1]
-    if not _SAFE_NAME.fullmatch(base) or base.strip() in ("", ".", ".."):
-        raise BadParameter(f"Invalid file name {sent!r}")
-    return base.strip(" ")
+    if _UNSAFE_CHARACTER.search(base) or base.strip() in ("", ".", ".."):
+        raise BadParameter(f"Invalid file name {excerpt(sent)!r}")
+    name = base.strip(" ")
+    return check_bytes(f"File name {excerpt(name)!r}", name, limits.FILE_NAME)
 
 
 @attrs.frozen
@@ -143,6 +148,9 @@ class Acquisitions:
         """
         regions = parse_roi_spec(_text(spec[1])) if spec else []
         roi_tiles = parse_roi_tiles(_text(tiles[1])) if tiles else None
+        for item in (spec, tiles):  # both names are checked before either is stored
+            if item is not None:
+                stored_file_name(item[0])
         for item in (spec, tiles):
             if item is not None:
                 await self._store_ancillary(acq, item[0], item[1])

@@ -7,9 +7,10 @@ stored name for every channel (§14, Q13).
 
 Unlike the reference, the patterns are anchored (Q14): the whole last component
 must match, so ``xcol1_row2_cam3.tifZ`` is rejected.  Components with NUL,
-backslash or control characters, longer than 255 bytes, or with a number that
-does not fit a signed 32-bit integer are rejected too.  Every rejection raises
-:class:`~imagecatcher.domain.BadParameter` ``Invalid tile file name``.
+backslash or control characters are rejected too.  Every rejection raises
+:class:`~imagecatcher.domain.BadParameter` ``Invalid tile file name``; a
+component longer than ``file_object_fs_replicas.path`` (255) or a number
+beyond the INTEGER columns adds which limit it broke (issue 8).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import re
 
 import attrs
 
+from imagecatcher import limits
 from imagecatcher.domain import BadParameter
+from imagecatcher.limits import INT32_MAX, check_int, check_length
 
 INVALID_TILE_NAME = "Invalid tile file name"
 STABLE_FRAME = -1
-INT32_MAX = 2**31 - 1
-MAX_NAME_BYTES = 255
 
 _STABLE = re.compile(r"col(\d+)_row(\d+)_cam(\d+)\.tif", re.ASCII)
 _DRIFT = re.compile(r"Dump_cam(\d)_frame(\d+)_col(\d+)_row(\d+)\.tif", re.ASCII)
@@ -46,28 +47,40 @@ class TileName:
         return self.frame == STABLE_FRAME
 
 
-def _number(digits: str) -> int:
-    value = int(digits)
-    if value > INT32_MAX:
-        raise BadParameter(INVALID_TILE_NAME)
-    return value
+def _numbers(match: re.Match[str], *fields: str) -> list[int]:
+    try:
+        return [
+            check_int(field, int(digits), 0, INT32_MAX)
+            for field, digits in zip(fields, match.groups(), strict=True)
+        ]
+    except BadParameter as e:
+        raise BadParameter(f"{INVALID_TILE_NAME}: {e}") from None
 
 
 def parse_tile_name(text: str) -> TileName:
     """Parse the tile file name ``text`` (a path; only its last ``/`` part counts).
 
+    The last component is the stored name, so it must fit
+    ``file_object_fs_replicas.path``; the directories before it do not count.
+
     :raises BadParameter: ``Invalid tile file name`` when the last component is
-        neither a stable nor a drift name, or is unsafe (see the module doc).
+        neither a stable nor a drift name, or is unsafe (see the module doc);
+        ``Invalid tile file name: <limit broken>`` when it is too long or a
+        number is beyond the INTEGER range.
     """
     name = text.rpartition("/")[2]
-    # Non-ASCII text can never match, so characters bound the byte length here.
-    if len(name) > MAX_NAME_BYTES or _FORBIDDEN.search(name):
+    try:
+        # Non-ASCII text can never match, so characters are bytes here.
+        check_length("the file name", name, limits.FILE_NAME)
+    except BadParameter as e:
+        raise BadParameter(f"{INVALID_TILE_NAME}: {e}") from None
+    if _FORBIDDEN.search(name):
         raise BadParameter(INVALID_TILE_NAME)
     if match := _STABLE.fullmatch(name):
-        col, row, camera = (_number(g) for g in match.groups())
+        col, row, camera = _numbers(match, "col", "row", "cam")
         return TileName(col, row, camera, STABLE_FRAME, name)
     if match := _DRIFT.fullmatch(name):
-        camera, frame, col, row = (_number(g) for g in match.groups())
+        camera, frame, col, row = _numbers(match, "cam", "frame", "col", "row")
         return TileName(col, row, camera, frame, name)
     raise BadParameter(INVALID_TILE_NAME)
 

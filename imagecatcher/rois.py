@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import attrs
 
+from imagecatcher import limits
 from imagecatcher.acqlog import parse_ini, parse_int32, unquote
 from imagecatcher.domain import BadParameter
+from imagecatcher.limits import INT32_MAX, INT32_MIN, check_length, excerpt
 
 SPEC_SECTION = "Inclusion Section Numbers"
-MAX_REGION_NAME = 10
-"""``acq_time_rois.acq_region_name`` is VARCHAR(10) (Q38)."""
-MAX_SECTION_NAME = 64
-"""``image_mosaic_rois.sample_section_name`` is VARCHAR(64)."""
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 CSV_COLUMNS = ("Col", "Row", "Inclusion", "Section number")
 
 
@@ -57,18 +57,31 @@ class RoiTileList:
         return groups
 
 
+class SectionOutOfRange(BadParameter):
+    """A section number is an integer, but beyond the INTEGER columns' range."""
+
+
+_SECTION_RANGE = (
+    f"the section number is out of range: it must be from {INT32_MIN} to {INT32_MAX}"
+)
+
+
 def nominal_section(name: str) -> int:
     """The nominal section of a section name: its text after the last ``.``.
 
     ``5800`` → 5800, ``.A.001`` → 1, ``456.B.123`` → 123, ``-3`` → -3.
 
-    :raises BadParameter: when that text is not a signed 32-bit decimal
-        (``.A``, ``""``, ``5.``).
+    :raises BadParameter: when that text is not a decimal (``.A``, ``""``,
+        ``5.``); :class:`SectionOutOfRange` when it is one beyond the 32-bit
+        range of ``sample_section_id`` and ``nominal_section_number``.
     """
+    tail = name.rpartition(".")[2]
     try:
-        return parse_int32(name.rpartition(".")[2])
+        return parse_int32(tail)
     except ValueError:
-        raise BadParameter(f"Invalid nominal section in {name!r}") from None
+        if _INTEGER.fullmatch(tail):
+            raise SectionOutOfRange(_SECTION_RANGE) from None
+        raise BadParameter(f"Invalid nominal section in {excerpt(name)!r}") from None
 
 
 def parse_roi_spec(text: str) -> list[RoiRegion]:
@@ -81,32 +94,38 @@ def parse_roi_spec(text: str) -> list[RoiRegion]:
     :raises BadParameter: for INI syntax errors, or listing (one per line) each
         region whose section name has no nominal section value
         (``Error extracting the nominal section value from region: <region>
-        (<value>)``) or whose region or section name is too long to store.
+        (<value>)``, plus the range when the number is too large) or whose
+        region or section name is longer than its column
+        (:data:`~imagecatcher.limits.REGION_NAME`,
+        :data:`~imagecatcher.limits.SECTION_NAME`).
     """
     regions: list[RoiRegion] = []
     errors: list[str] = []
     for key, value in parse_ini(text).get(SPEC_SECTION, {}).items():
         region = key.removeprefix("region ")
         section_name = unquote(value)
+        where = f"region: {excerpt(region)} ({excerpt(section_name)})"
         try:
             nominal = nominal_section(section_name)
-        except BadParameter:
+        except SectionOutOfRange as e:
             errors.append(
-                "Error extracting the nominal section value from region: "
-                f"{region} ({section_name})"
+                f"Error extracting the nominal section value from {where}: {e}"
             )
             continue
-        if len(region) > MAX_REGION_NAME:
-            errors.append(
-                f"Region name longer than {MAX_REGION_NAME} characters: {region}"
+        except BadParameter:
+            errors.append(f"Error extracting the nominal section value from {where}")
+            continue
+        try:
+            check_length(f"Region name {excerpt(region)}", region, limits.REGION_NAME)
+            check_length(
+                f"Section name of region {excerpt(region)}",
+                section_name,
+                limits.SECTION_NAME,
             )
-        elif len(section_name) > MAX_SECTION_NAME:
-            errors.append(
-                f"Section name longer than {MAX_SECTION_NAME} characters in "
-                f"region: {region}"
-            )
-        else:
-            regions.append(RoiRegion(region, section_name, nominal))
+        except BadParameter as e:
+            errors.append(str(e))
+            continue
+        regions.append(RoiRegion(region, section_name, nominal))
     if errors:
         raise BadParameter("\n".join(errors))
     return regions

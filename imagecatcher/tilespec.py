@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from imagecatcher import limits
 from imagecatcher.domain import BadParameter
 
 # §9.1 result types, in the reference's numeric order (index = number).
@@ -35,9 +36,9 @@ RESULT_TYPES: tuple[str, ...] = (
 )
 
 AFFINE_CLASS = "mpicbg.trakem2.transform.AffineModel2D"
-MAX_STATE_LENGTH = 64  # roi_images.current_state is VARCHAR(64) (§6.1)
+MAX_STATE_LENGTH = limits.TILE_STATE  # roi_images.current_state (§6.1)
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT64_MIN, _INT64_MAX = limits.INT64_MIN, limits.INT64_MAX
 _DIGITS = re.compile(r"-?[0-9]+")
 
 

@@ -22,7 +22,7 @@ import attrs
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 
-from imagecatcher.calibrations import parse_calibrations
+from imagecatcher.calibrations import mask_url, parse_calibrations
 from imagecatcher.config import Config, ConfigError
 from imagecatcher.db.migrations import MigrationError, Migrator
 from imagecatcher.db.pool import open_database
@@ -174,6 +174,9 @@ async def _import_calibration(repo: Repository, args: argparse.Namespace) -> Non
     except OSError as e:
         raise ToolError(f"Cannot read calibration file {args.calibration}: {e}") from e
     calibrations = parse_calibrations(body)
+    if args.mask_root:  # a mask URL too long for its column fails before any import
+        for cal in calibrations:
+            mask_url(args.mask_root, cal.temca, cal.camera)
     ids = await repo.import_calibrations(calibrations)
     print(f"Imported {len(ids)} calibration(s) from {args.calibration}")
     failed = 0

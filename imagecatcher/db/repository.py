@@ -15,6 +15,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 
+from imagecatcher import limits
 from imagecatcher.acqlog import AcquisitionLog
 from imagecatcher.calibrations import Calibration, mask_url
 from imagecatcher.db.batch import WriteBatcher
@@ -389,7 +390,7 @@ def _create_rois(cur: Cursor, mosaic_id: int, regions: Sequence[RoiRegion]) -> N
                 "INSERT INTO acq_time_rois (tem_camera_image_mosaic_id,"
                 " image_mosaic_roi_id, acq_region_name, nominal_section_number)"
                 " VALUES (%s, %s, %s, %s)",
-                (mosaic_id, roi_id, region.region[:10], region.nominal_section),
+                (mosaic_id, roi_id, region.region, region.nominal_section),
             )
 
 
@@ -1035,6 +1036,8 @@ class Repository:
 
     async def acquisition(self, uid: int) -> Acquisition | None:
         """The acquisition with that UID, or None."""
+        if not 0 <= uid <= limits.INT64_MAX:
+            return None  # uid is a signed BIGINT; SQLite cannot even compare it
         return await self._db.run_idempotent(_acquisition, uid)
 
     async def complete_acquisition(self, uid: int) -> None:

@@ -255,7 +255,7 @@ def test_log_date_rejects(text: str) -> None:
         ("a_b/150407200041_logfile.ini", 150407200041),
         ("123__x_y", 123),
         ("0", 0),
-        ("18446744073709551615_x", 2**64 - 1),
+        ("9223372036854775807_x", 2**63 - 1),
     ],
 )
 def test_acquisition_uid(name: str, uid: int) -> None:
@@ -388,11 +388,11 @@ def test_unquoted_values_where_stripping_applies() -> None:
 
 
 def test_bad_numbers_become_zero() -> None:
-    """Unparsable or overflowing numbers other than pixels per um read as 0 (Q15)."""
+    """Unparsable numbers other than pixels per um read as 0 (Q15)."""
     log = parse_with(
         {
             ("Mosaic Settings", "X sm step (pix)"): "abc",
-            ("Mosaic Settings", "Y sm step (pix)"): "4294967296",
+            ("Mosaic Settings", "Y sm step (pix)"): "4.0",
             ("Mosaic Settings", "Center X (m)"): "NaN",
             ("Mosaic Settings", "Center Y (m)"): None,
             ("TEM Settings", "Magnification"): '"2900x"',
@@ -516,3 +516,169 @@ def test_camera_error_reported_before_others() -> None:
     )
     with pytest.raises(BadParameter, match=r"^Invalid camera connections"):
         parse_acquisition_log(text)
+
+
+# Column limits (issue 8): refused with the INI key and the limit, never cut
+
+
+TEXT_KEYS = [
+    ("General", "Sample name", "sample_name", 255),
+    ("General", "Microscopist name", "microscopist_name", 50),
+    ("ImageCatcher", "project", "project_name", 80),
+    ("ImageCatcher", "owner", "project_owner", 80),
+    ("ImageCatcher", "stack", "stack_name", 80),
+    ("ImageCatcher", "mosaicType", "mosaic_type", 32),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "attr", "limit"), TEXT_KEYS)
+def test_text_at_its_column_width_is_kept_whole(
+    section: str, key: str, attr: str, limit: int
+) -> None:
+    """A text value exactly as long as its column is parsed unchanged."""
+    value = "é" + "x" * (limit - 1)
+    assert getattr(parse_with({(section, key): f'"{value}"'}), attr) == value
+
+
+@pytest.mark.parametrize(("section", "key", "attr", "limit"), TEXT_KEYS)
+def test_text_over_its_column_width_names_the_key(
+    section: str, key: str, attr: str, limit: int
+) -> None:
+    """One character more is a BadParameter naming the INI key and the width."""
+    with pytest.raises(BadParameter) as exc:
+        parse_with({(section, key): '"' + "x" * (limit + 1) + '"'})
+    assert str(exc.value) == (
+        f"[{section}] {key} is too long: {limit + 1} characters, at most {limit} fit"
+    )
+
+
+def _padded_log(size: int) -> str:
+    """The synthetic log grown by a comment line to ``size`` UTF-8 bytes."""
+    text = log_text() + "; "
+    pad = size - len(text.encode("utf-8"))
+    return text + "é" * (pad // 2) + "x" * (pad % 2)
+
+
+def test_log_of_65535_bytes_is_kept_whole() -> None:
+    """A log of exactly 65,535 UTF-8 bytes (the TEXT column) is kept whole."""
+    text = _padded_log(65_535)
+    assert len(text.encode("utf-8")) == 65_535
+    assert parse_acquisition_log(text).ini_text == text
+
+
+def test_log_over_65535_bytes_is_refused() -> None:
+    """One byte more is refused naming the acquisition log and the byte limit."""
+    with pytest.raises(BadParameter) as exc:
+        parse_acquisition_log(_padded_log(65_536))
+    assert str(exc.value) == (
+        "acquisition log is too long: 65536 bytes in UTF-8, at most 65535 fit"
+    )
+
+
+def test_long_notes_fit_within_the_log_limit() -> None:
+    """Notes are part of the log, so any notes of a storable log are kept whole."""
+    notes = "ü" * 32_000
+    log = parse_with({("General", "Notes"): f'"{notes}"'})
+    assert log.notes == notes
+
+
+INT_KEYS = [
+    ("Mosaic Settings", "X sm step (pix)", "x_sm_step_pix", ""),
+    ("Mosaic Settings", "Y sm step (pix)", "y_sm_step_pix", ""),
+    ("Mosaic Settings", "X big step (pix)", "x_big_step_pix", ""),
+    ("Mosaic Settings", "Y big step (pix)", "y_big_step_pix", ""),
+    ("Mosaic Settings", "Number of X steps", "number_of_x_steps", ""),
+    ("Mosaic Settings", "Number of Y steps", "number_of_y_steps", ""),
+    ("TEM Settings", "Magnification", "tem_magnification", '"'),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "attr", "quote"), INT_KEYS)
+@pytest.mark.parametrize("value", [2**31 - 1, -(2**31)])
+def test_integer_at_the_integer_range_is_kept(
+    section: str, key: str, attr: str, quote: str, value: int
+) -> None:
+    """INI integers from -2**31 to 2**31-1 fit their INTEGER column."""
+    log = parse_with({(section, key): f"{quote}{value}{quote}"})
+    assert getattr(log, attr) == value
+
+
+@pytest.mark.parametrize(("section", "key", "attr", "quote"), INT_KEYS)
+@pytest.mark.parametrize("text", ["2147483648", "-2147483649", "9" * 5000])
+def test_integer_out_of_range_names_the_key(
+    section: str, key: str, attr: str, quote: str, text: str
+) -> None:
+    """An integer beyond the INTEGER range is refused naming the key, not read as 0."""
+    with pytest.raises(BadParameter) as exc:
+        parse_with({(section, key): f"{quote}{text}{quote}"})
+    assert str(exc.value) == (
+        f"[{section}] {key} is out of range: it must be from -2147483648 to 2147483647"
+    )
+
+
+def _four_cameras(**steps: str) -> dict[tuple[str, str], str | None]:
+    overrides: dict[tuple[str, str], str | None] = {
+        ("Camera Connections", f"Acq{n}"): "TRUE" for n in range(1, 5)
+    }
+    for axis, value in steps.items():
+        overrides[("Mosaic Settings", f"Number of {axis} steps")] = value
+    return overrides
+
+
+def test_four_camera_steps_up_to_half_the_range_are_kept() -> None:
+    """With 4 cameras, 2**30-1 steps give 2**31-2 mosaic columns, which fit."""
+    log = parse_with(_four_cameras(X="1073741823", Y="-1073741824"))
+    assert (log.target_num_cols, log.target_num_rows) == (2**31 - 2, -(2**31))
+
+
+@pytest.mark.parametrize("axis", ["X", "Y"])
+def test_four_camera_steps_whose_double_overflows_are_refused(axis: str) -> None:
+    """With 4 cameras the doubled step count must fit the mosaic's INTEGER too."""
+    with pytest.raises(BadParameter) as exc:
+        parse_with(_four_cameras(**{axis: "1073741824"}))
+    assert str(exc.value) == (
+        f"[Mosaic Settings] Number of {axis} steps (doubled for 4 cameras)"
+        " is out of range: it must be from -1073741824 to 1073741823"
+    )
+
+
+FLOAT_KEYS = [
+    ("Mosaic Settings", "Center X (m)", "center_x_m", ""),
+    ("Mosaic Settings", "Center Y (m)", "center_y_m", ""),
+    ("TEM Settings", "Pixels per um", "pixels_per_um", '"'),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "attr", "quote"), FLOAT_KEYS)
+def test_float_at_the_single_precision_limit_is_kept(
+    section: str, key: str, attr: str, quote: str
+) -> None:
+    """The largest single-precision magnitude fits a FLOAT column."""
+    text = f"{quote}-3.4028234663852886E38{quote}"
+    assert getattr(parse_with({(section, key): text}), attr) == -3.4028234663852886e38
+
+
+@pytest.mark.parametrize(("section", "key", "attr", "quote"), FLOAT_KEYS)
+@pytest.mark.parametrize("text", ["3.5E38", "-1e39", "1e999"])
+def test_float_beyond_single_precision_names_the_key(
+    section: str, key: str, attr: str, quote: str, text: str
+) -> None:
+    """A number a FLOAT column cannot hold is refused naming the key, not read as 0."""
+    with pytest.raises(BadParameter) as exc:
+        parse_with({(section, key): f"{quote}{text}{quote}"})
+    assert str(exc.value) == (
+        f"[{section}] {key} is out of range: at most 3.4028234663852886e+38 in magnitude"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["9223372036854775808_logfile.ini", "18446744073709551615"]
+)
+def test_uid_beyond_bigint_names_the_uid_and_range(name: str) -> None:
+    """A UID that ini_files_denorm.uid (signed BIGINT) cannot hold is refused."""
+    uid = name.partition("_")[0]
+    with pytest.raises(BadParameter) as exc:
+        acquisition_uid(name)
+    assert str(exc.value) == (
+        f"acquisition UID {uid} is out of range: it must be from 0 to 9223372036854775807"
+    )

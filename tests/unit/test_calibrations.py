@@ -210,3 +210,92 @@ def test_two_digit_year_pivot(text: str, year: int) -> None:
 def test_mask_url() -> None:
     """The mask URL joins the root, the temca and the camera."""
     assert mask_url("http://masks/root", 2, 3) == "http://masks/root/temca2_cam3.png"
+
+
+# Column limits (issue 8)
+
+
+def test_name_of_50_characters_is_kept() -> None:
+    """A calibration id as long as calibration_name (50) is kept whole."""
+    name = "141028offset_temca2_camera0_" + "x" * 22
+    assert len(name) == 50
+    assert parse_one(element(id=name)).name == name
+
+
+def test_name_over_50_characters_names_record_and_limit() -> None:
+    """A 51-character id is refused naming the record, the id and the width."""
+    name = "141028offset_temca2_camera0_" + "x" * 23
+    with pytest.raises(CalibrationError) as info:
+        parse_one(element(id=name))
+    assert str(info.value) == (
+        "Record 0: calibration id '141028offset_temca2_camera0_xxxxxxxxx...'"
+        " is too long: 51 characters, at most 50 fit"
+    )
+
+
+def _with_json_bytes(size: int) -> dict[str, Any]:
+    """A valid element whose stored JSON is ``size`` UTF-8 bytes long."""
+    item = element(specList=[{"className": "a.B", "dataString": ""}])
+    overhead = len(parse_one(item).json_config.encode("utf-8"))
+    item["specList"][0]["dataString"] = "1" * (size - overhead)
+    return item
+
+
+def test_stored_json_of_65535_bytes_is_kept() -> None:
+    """Stored JSON of exactly 65,535 bytes (json_config is TEXT) is kept whole."""
+    item = _with_json_bytes(65_535)
+    stored = parse_one(item).json_config
+    assert len(stored.encode("utf-8")) == 65_535
+    assert json.loads(stored)["specList"] == item["specList"]
+
+
+def test_stored_json_over_65535_bytes_names_the_calibration() -> None:
+    """One byte more is refused naming the record, the calibration and the limit."""
+    with pytest.raises(CalibrationError) as info:
+        parse_one(_with_json_bytes(65_536))
+    assert str(info.value) == (
+        "Record 0: JSON of calibration '141028offset_temca2_camera0'"
+        " is too long: 65536 bytes in UTF-8, at most 65535 fit"
+    )
+
+
+@pytest.mark.parametrize("field", ["temca", "camera"])
+@pytest.mark.parametrize("value", ["2147483648", "-2147483649", "9" * 5000])
+def test_temca_or_camera_out_of_range_names_it(field: str, value: str) -> None:
+    """A temca or camera beyond the INTEGER range is refused naming the field."""
+    with pytest.raises(CalibrationError) as info:
+        parse_one(with_metadata(**{field: value}))
+    assert str(info.value) == (
+        f"Record 0: {field} is out of range: it must be from -2147483648 to 2147483647"
+    )
+
+
+def test_temca_at_the_integer_limit_is_kept() -> None:
+    """A temca of 2**31-1 parses (the import then finds no camera for it)."""
+    assert parse_one(with_metadata(temca="2147483647")).temca == 2**31 - 1
+
+
+def test_mask_url_of_255_characters_is_kept() -> None:
+    """A mask URL as long as tem_camera_mask_url (255) is returned whole."""
+    root = "http://masks.example/" + "r" * (255 - 21 - len("/temca2_cam3.png"))
+    url = mask_url(root, 2, 3)
+    assert len(url) == 255 and url.endswith("/temca2_cam3.png")
+
+
+def test_mask_url_over_255_characters_is_refused() -> None:
+    """One character more is a CalibrationError naming the camera and the width."""
+    root = "http://masks.example/" + "r" * (256 - 21 - len("/temca2_cam3.png"))
+    with pytest.raises(CalibrationError) as info:
+        mask_url(root, 2, 3)
+    assert str(info.value) == (
+        "mask URL of temca 2 camera 3 is too long: 256 characters, at most 255 fit"
+    )
+
+
+@pytest.mark.parametrize(
+    "body", ["[" + "9" * 5000 + "]", "[" * 100_000 + "]" * 100_000]
+)
+def test_json_python_cannot_read_is_an_error(body: str) -> None:
+    """Numbers of thousands of digits and deep nesting are CalibrationError, not a crash."""
+    with pytest.raises(CalibrationError, match=r"^Invalid calibration JSON: "):
+        parse_calibrations(body)

@@ -70,27 +70,59 @@ def test_valid_names_parse(text: str, expected: TileName) -> None:
         "Dump_cam10_frame1_col1_row2.tif",
         "Dump_cam_frame1_col1_row2.tif",
         "dump_cam1_frame1_col1_row2.tif",
-        "col2147483648_row0_cam0.tif",
-        "col0_row2147483648_cam0.tif",
-        "col0_row0_cam2147483648.tif",
-        "Dump_cam0_frame2147483648_col0_row0.tif",
-        "Dump_cam0_frame0_col99999999999999999999_row0.tif",
-        "col" + "0" * 250 + "1_row1_cam0.tif",
     ],
 )
 def test_invalid_names_are_rejected(text: str) -> None:
-    """Unanchored, unsafe, overlong and overflowing names are BadParameter."""
+    """Unanchored and unsafe names are BadParameter ``Invalid tile file name``."""
     with pytest.raises(BadParameter, match=r"^Invalid tile file name$"):
         parse_tile_name(text)
 
 
 def test_longest_name_is_255_bytes() -> None:
-    """A component of exactly 255 bytes is accepted, 256 is not."""
+    """A component of exactly 255 bytes (file_object_fs_replicas.path) is accepted."""
     name = "col" + "0" * (255 - len("col1_row1_cam0.tif")) + "1_row1_cam0.tif"
     assert len(name) == 255
-    assert parse_tile_name(name).col == 1
-    with pytest.raises(BadParameter):
-        parse_tile_name("col0" + name[3:])
+    assert parse_tile_name("col0012/" + name) == TileName(1, 1, 0, -1, name)
+
+
+def test_name_over_255_bytes_names_the_limit() -> None:
+    """A 256-character base name is refused naming the stored-name width."""
+    name = "col" + "0" * (256 - len("col1_row1_cam0.tif")) + "1_row1_cam0.tif"
+    with pytest.raises(BadParameter) as exc:
+        parse_tile_name("col0012/" + name)
+    assert str(exc.value) == (
+        "Invalid tile file name: the file name is too long: 256 characters,"
+        " at most 255 fit"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("col2147483648_row0_cam0.tif", "col"),
+        ("col0_row2147483648_cam0.tif", "row"),
+        ("col0_row0_cam2147483648.tif", "cam"),
+        ("Dump_cam0_frame2147483648_col0_row0.tif", "frame"),
+        ("Dump_cam0_frame0_col99999999999999999999_row0.tif", "col"),
+        ("Dump_cam0_frame0_col0_row" + "9" * 200 + ".tif", "row"),
+    ],
+)
+def test_number_out_of_range_names_it(text: str, field: str) -> None:
+    """A col, row, camera or frame beyond the INTEGER range names the number."""
+    with pytest.raises(BadParameter) as exc:
+        parse_tile_name(text)
+    assert str(exc.value) == (
+        f"Invalid tile file name: {field} is out of range: it must be from 0"
+        " to 2147483647"
+    )
+
+
+def test_numbers_at_the_integer_limit_parse() -> None:
+    """2**31-1 as col, row and frame fits the INTEGER columns."""
+    top = 2**31 - 1
+    assert parse_tile_name(f"Dump_cam9_frame{top}_col{top}_row{top}.tif") == (
+        TileName(top, top, 9, top, f"Dump_cam9_frame{top}_col{top}_row{top}.tif")
+    )
 
 
 def test_stable_property() -> None:

@@ -120,8 +120,36 @@ def test_spec_names_too_long_to_store() -> None:
     with pytest.raises(BadParameter) as exc:
         parse_roi_spec(text)
     assert str(exc.value).split("\n") == [
-        "Region name longer than 10 characters: abcdefghijk",
-        "Section name longer than 64 characters in region: 3",
+        "Region name abcdefghijk is too long: 11 characters, at most 10 fit",
+        "Section name of region 3 is too long: 65 characters, at most 64 fit",
+    ]
+
+
+def test_spec_names_at_their_column_widths_are_kept_whole() -> None:
+    """A 10-character region and a 64-character section name are stored as written."""
+    section = "FAFB.é" + "x" * 54 + ".042"
+    assert len(section) == 64
+    text = f'[Inclusion Section Numbers]\nRegion ABCDEFGHIJ = "{section}"\n'
+    assert parse_roi_spec(text) == [RoiRegion("abcdefghij", section, 42)]
+
+
+def test_spec_section_number_out_of_range_names_region_and_range() -> None:
+    """A section number beyond the INTEGER range names the region and the range."""
+    text = (
+        "[Inclusion Section Numbers]\n"
+        'Region 0 = "A.2147483648"\n'
+        f'Region 1 = "A.{"9" * 5000}"\n'
+        'Region 2 = "A.-2147483648"\n'
+    )
+    with pytest.raises(BadParameter) as exc:
+        parse_roi_spec(text)
+    reason = (
+        "the section number is out of range: it must be from -2147483648 to 2147483647"
+    )
+    assert str(exc.value).split("\n") == [
+        f"Error extracting the nominal section value from region: 0 (A.2147483648): {reason}",
+        "Error extracting the nominal section value from region: 1"
+        f" (A.{'9' * 35}...): {reason}",
     ]
 
 
