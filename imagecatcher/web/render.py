@@ -10,6 +10,7 @@ from twisted.web.iweb import IRequest
 
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import BadParameter, NextTileRequest
+from imagecatcher.limits import TILE_STATE
 from imagecatcher.tilespec import (
     NO_TILE_READY,
     NO_TILE_READY_IN_SECTION,
@@ -118,6 +119,6 @@ def _next_tile_request(request: IRequest) -> NextTileRequest:
     )
     if req.old_state == req.new_state:
         raise BadParameter("oldState and newState must differ")
-    if len(req.new_state) > 64:
-        raise BadParameter("newState is longer than 64 characters")
+    if len(req.new_state) > TILE_STATE:
+        raise BadParameter(f"newState is longer than {TILE_STATE} characters")
     return req
