@@ -222,6 +222,8 @@ class Pipeline:
         half-way).
         """
         if self._stopping:
+            if upload.sink is not None:
+                Deferred.fromCoroutine(upload.sink.discard())
             return defer.fail(CatcherError("the service is shutting down"))
         work = Deferred.fromCoroutine(self._capture(upload))
         self._in_flight.add(work)

@@ -30,7 +30,7 @@ from imagecatcher.db.pool import open_database
 from imagecatcher.db.repository import Repository
 from imagecatcher.notify import MailSettings, Notifier
 from imagecatcher.pipeline import Pipeline, Stage
-from imagecatcher.sink import remove_stale_parts
+from imagecatcher.sink import TileSink, remove_stale_parts
 from imagecatcher.spool import Spool
 from imagecatcher.storage.factory import open_store
 from imagecatcher.storage.fs import FileStore
@@ -226,7 +226,7 @@ def _started(fn: Callable[[], object]) -> Callable[[], Awaitable[object]]:
 
 
 def _request_factory(
-    max_tile_bytes: int, open_sink: Callable[[], Any]
+    max_tile_bytes: int, open_sink: Callable[[], TileSink]
 ) -> type[CatcherRequest]:
     # Capture bodies stream into sinks from open_sink (Pipeline.open_sink).
     return CatcherRequest.for_daemon(max_tile_bytes, open_sink)

@@ -45,6 +45,7 @@ from imagecatcher.pipeline import (
     TileUpload,
     colour,
 )
+from imagecatcher.sink import BATCH_BYTES
 from imagecatcher.spool import Spool, SpoolEntry
 from imagecatcher.storage import StoredObject, StoreError
 from imagecatcher.storage.keys import object_key, path_key
@@ -858,3 +859,14 @@ def test_store_error_during_verify_also_spools(make_rig: Callable[..., Rig]) -> 
     assert rig.repo.finalised == [] and len(rig.spool_files()) == 2
     rig.clock.advance(1.0)
     assert rig.spool_files() == [] and [f.key for f in rig.repo.finalised] == [KEY]
+
+
+def test_a_sink_refused_while_stopping_is_discarded(rig: Rig) -> None:
+    """A tile that arrives while the daemon stops leaves no received file behind."""
+    run(rig.pipeline.stop())
+    sink = rig.pipeline.open_sink()
+    sink.write(b"x" * BATCH_BYTES)  # a whole batch: its file exists now
+    assert len(rig.spool_files()) == 1
+    view = rig.pipeline.capture(TileUpload(UID, parse_tile_name(NAME), sink=sink))
+    assert _failure_of(view).check(CatcherError)
+    assert rig.spool_files() == []
