@@ -154,6 +154,7 @@ _SCHEMA: dict[str, _Kind] = {
     "WAIT_TIMEOUT": _as_duration,
     "TILES_URL_BASE": _as_str,
     "SO_RECEIVE_BUFSIZE": _as_int,
+    "SO_REUSEPORT": _as_bool,
     "DISABLE_SO_KEEP_ALIVE": _as_bool,
     "LOG_LEVEL": _as_int,
     "LOG_MAX_SIZE": _as_int,
@@ -207,6 +208,7 @@ class Config:
     wait_timeout: float = 1.0
     tiles_url_base: str = ""
     so_receive_bufsize: int = 0
+    so_reuseport: bool = True
     disable_so_keep_alive: bool = False
     log_level: int = 0
     log_max_size: int = 0

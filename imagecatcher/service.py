@@ -28,6 +28,7 @@ from imagecatcher.config import Config
 from imagecatcher.db.pool import open_database
 from imagecatcher.db.repository import Repository
 from imagecatcher.http import CatcherAPI, CatcherRequest, NoKeepAliveChannel
+from imagecatcher.listen import ReusePortListener, parse_tcp_endpoint
 from imagecatcher.notify import MailSettings, Notifier
 from imagecatcher.pipeline import Pipeline, Stage
 from imagecatcher.spool import Spool
@@ -114,6 +115,21 @@ class _Listener(StreamServerEndpointService):
         return port
 
 
+def _listener(reactor: Any, endpoint: str, factory: Any, config: Config) -> IService:
+    """A TCP endpoint gets a socket per §10.2 (SO_REUSEPORT, somaxconn backlog);
+    other endpoint types (unix:, ssl:, systemd:) Twisted's own."""
+    address = parse_tcp_endpoint(endpoint)
+    if address is None:
+        return _Listener(reactor, endpoint, factory, config.so_receive_bufsize)
+    return ReusePortListener(
+        reactor,
+        address,
+        factory,
+        rcvbuf=config.so_receive_bufsize,
+        reuseport=config.so_reuseport,
+    )
+
+
 def build_service(config: Config, reactor: Any) -> IService:
     """Build the service tree: pools, store, pipeline, HTTP site, TCP server."""
     root = _Sequential()
@@ -193,15 +209,11 @@ def build_service(config: Config, reactor: Any) -> IService:
         site.requestFactory = _request_factory(config.max_tile_bytes)
         if config.disable_so_keep_alive:
             site.protocol = NoKeepAliveChannel  # type: ignore[method-assign,assignment]
-        _Listener(
-            reactor, config.http_endpoint, site, config.so_receive_bufsize
-        ).setServiceParent(root)
+        _listener(reactor, config.http_endpoint, site, config).setServiceParent(root)
     if config.tcp_endpoint:
         factory = TileFactory(PipelineHandler(pipeline), float(config.tcp_idle_timeout))
         factory.max_frame = config.max_tile_bytes + FRAME_OVERHEAD
-        _Listener(
-            reactor, config.tcp_endpoint, factory, config.so_receive_bufsize
-        ).setServiceParent(root)
+        _listener(reactor, config.tcp_endpoint, factory, config).setServiceParent(root)
     return root
 
 
