@@ -130,8 +130,15 @@ def _listener(reactor: Any, endpoint: str, factory: Any, config: Config) -> ISer
     )
 
 
-def build_service(config: Config, reactor: Any) -> IService:
-    """Build the service tree: pools, store, pipeline, HTTP site, TCP server."""
+def build_service(
+    config: Config, reactor: Any, workers: IService | None = None
+) -> IService:
+    """Build the service tree: pools, store, pipeline, HTTP site, TCP server.
+
+    ``workers`` (the supervisor of the other worker processes) is added last,
+    so it stops first: every child has drained and exited before this
+    process's own listeners close.
+    """
     root = _Sequential()
     for key in config.unknown_keys:
         log.warn("ignoring unknown configuration key {key}", key=key)
@@ -214,6 +221,8 @@ def build_service(config: Config, reactor: Any) -> IService:
         factory = TileFactory(PipelineHandler(pipeline), float(config.tcp_idle_timeout))
         factory.max_frame = config.max_tile_bytes + FRAME_OVERHEAD
         _listener(reactor, config.tcp_endpoint, factory, config).setServiceParent(root)
+    if workers is not None:
+        workers.setServiceParent(root)
     return root
 
 
