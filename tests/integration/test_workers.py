@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,6 +77,21 @@ def _connections(port: int, n: int) -> list[socket.socket]:
     return [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
 
 
+def _wait_accepted_by_both(port: int, pids: set[int], n: int) -> None:
+    """Wait until all ``n`` connections are accepted; each worker must hold some.
+
+    A connection still in a listener's queue belongs to no process yet.
+    """
+    counts: list[Counter[int]] = []
+
+    def accepted() -> bool:
+        counts[:] = [owners(port, pids, listening=False)]
+        return sum(counts[0].values()) >= n
+
+    wait_for(f"{n} connections to be accepted", accepted, timeout=20)
+    assert all(counts[0][pid] > 0 for pid in pids), counts[0]
+
+
 def _ping_on(sock: socket.socket) -> int:
     sock.sendall(b"GET /service/v1/ping HTTP/1.1\r\nHost: x\r\n\r\n")
     data = b""
@@ -129,9 +145,7 @@ def test_sigterm_drains_every_worker(tmp_path: Path, mariadb_config: Config) -> 
         cells = _roi_cells()
         lock = threading.Lock()
         conns = _connections(tcp_port, 16)
-        assert all(
-            n > 0 for n in owners(tcp_port, {proc.pid, child}, listening=False).values()
-        )
+        _wait_accepted_by_both(tcp_port, {proc.pid, child}, len(conns))
         sent = threading.Semaphore(0)
 
         def stream(sock: socket.socket, mine: list[tuple[int, int]]) -> None:
@@ -187,8 +201,7 @@ def test_killed_worker_restarts_and_loses_nothing(
         errors: list[BaseException] = []
 
         conns = _connections(tcp_port, 16)
-        per_worker = owners(tcp_port, {proc.pid, child}, listening=False)
-        assert all(n > 0 for n in per_worker.values()), per_worker
+        _wait_accepted_by_both(tcp_port, {proc.pid, child}, len(conns))
 
         def stream(sock: socket.socket, mine: list[tuple[int, int]]) -> None:
             try:
