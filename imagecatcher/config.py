@@ -101,6 +101,13 @@ def _as_duration(value: Any) -> float:
     return parse_duration(_as_str(value))
 
 
+def _as_count(value: Any) -> int:
+    count = _as_int(value)
+    if count < 0:
+        raise ValueError(f"expected 0 or more, got {count}")
+    return count
+
+
 def _as_driver(value: Any) -> str:
     driver = _as_str(value)
     if driver not in ("mysql", "sqlite"):
@@ -154,6 +161,8 @@ _SCHEMA: dict[str, _Kind] = {
     "WAIT_TIMEOUT": _as_duration,
     "TILES_URL_BASE": _as_str,
     "SO_RECEIVE_BUFSIZE": _as_int,
+    "SO_REUSEPORT": _as_bool,
+    "WORKERS": _as_count,
     "DISABLE_SO_KEEP_ALIVE": _as_bool,
     "LOG_LEVEL": _as_int,
     "LOG_MAX_SIZE": _as_int,
@@ -207,6 +216,9 @@ class Config:
     wait_timeout: float = 1.0
     tiles_url_base: str = ""
     so_receive_bufsize: int = 0
+    so_reuseport: bool = True
+    #: Worker processes sharing the ports; 0 = one per CPU (see workers.py).
+    workers: int = 1
     disable_so_keep_alive: bool = False
     log_level: int = 0
     log_max_size: int = 0

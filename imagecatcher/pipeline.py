@@ -511,6 +511,18 @@ class Pipeline:
             self._schedule_upload(entry, delay, attempt + 1)
 
     async def _upload_spooled(self, entry: SpoolEntry, attempt: int) -> None:
+        # Every worker process resumes the whole spool; the claim makes one of
+        # them upload each entry, and held until the entry is removed or set
+        # aside, an entry is never uploaded twice.
+        claim = await self._spool.claim(entry)
+        if claim is None:
+            return  # another worker has it, or it is already gone
+        try:
+            await self._upload_claimed(entry, attempt)
+        finally:
+            claim.release()
+
+    async def _upload_claimed(self, entry: SpoolEntry, attempt: int) -> None:
         found = await self._repo.tile_by_id(entry.tile_id)
         if found is None or found[4].sha1 != entry.sha1:
             log.info("spooled {stem} was superseded; dropping it", stem=entry.stem)

@@ -28,6 +28,7 @@ from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.config import Config
 from imagecatcher.db.pool import open_database
 from imagecatcher.db.repository import Repository
+from imagecatcher.listen import ReusePortListener, parse_tcp_endpoint
 from imagecatcher.notify import MailSettings, Notifier
 from imagecatcher.pipeline import Pipeline, Stage
 from imagecatcher.sink import TileSink, remove_stale_parts
@@ -118,8 +119,30 @@ class _Listener(StreamServerEndpointService):
         return port
 
 
-def build_service(config: Config, reactor: Any) -> IService:
-    """Build the service tree: pools, store, pipeline, HTTP site, TCP server."""
+def _listener(reactor: Any, endpoint: str, factory: Any, config: Config) -> IService:
+    """A TCP endpoint gets a socket per §10.2 (SO_REUSEPORT, somaxconn backlog);
+    other endpoint types (unix:, ssl:, systemd:) Twisted's own."""
+    address = parse_tcp_endpoint(endpoint)
+    if address is None:
+        return _Listener(reactor, endpoint, factory, config.so_receive_bufsize)
+    return ReusePortListener(
+        reactor,
+        address,
+        factory,
+        rcvbuf=config.so_receive_bufsize,
+        reuseport=config.so_reuseport,
+    )
+
+
+def build_service(
+    config: Config, reactor: Any, workers: IService | None = None
+) -> IService:
+    """Build the service tree: pools, store, pipeline, HTTP site, TCP server.
+
+    ``workers`` (the supervisor of the other worker processes) is added last,
+    so it stops first: every child has drained and exited before this
+    process's own listeners close.
+    """
     root = _Sequential()
     for key in config.unknown_keys:
         log.warn("ignoring unknown configuration key {key}", key=key)
@@ -206,15 +229,13 @@ def build_service(config: Config, reactor: Any) -> IService:
         )
         if config.disable_so_keep_alive:
             site.protocol = NoKeepAliveChannel  # type: ignore[method-assign,assignment]
-        _Listener(
-            reactor, config.http_endpoint, site, config.so_receive_bufsize
-        ).setServiceParent(root)
+        _listener(reactor, config.http_endpoint, site, config).setServiceParent(root)
     if config.tcp_endpoint:
         factory = TileFactory(PipelineHandler(pipeline), float(config.tcp_idle_timeout))
         factory.max_frame = config.max_tile_bytes + FRAME_OVERHEAD
-        _Listener(
-            reactor, config.tcp_endpoint, factory, config.so_receive_bufsize
-        ).setServiceParent(root)
+        _listener(reactor, config.tcp_endpoint, factory, config).setServiceParent(root)
+    if workers is not None:
+        workers.setServiceParent(root)
     return root
 
 

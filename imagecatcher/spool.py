@@ -7,13 +7,22 @@ full) is written here before it is acknowledged: the bytes go to
 the directory is fsync'd.  An entry exists only when its JSON file does, so a
 crash half-way leaves either a complete entry or debris that :meth:`Spool.entries`
 removes.  All file I/O runs on a thread pool.
+
+Several worker processes may share one spool directory.  Whoever uploads an
+entry first takes :meth:`Spool.claim` on it: an exclusive, non-blocking
+``flock`` on its ``.json`` file, held until the upload is done and the entry
+removed; another process's claim of that entry meanwhile returns ``None``.
+The kernel drops the lock of a process that dies, so a killed worker's entry
+can be claimed again at once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +35,9 @@ from imagecatcher.fsio import DirSyncer
 
 #: Subdirectory where tiles bound for a remote store are received.
 INCOMING = "incoming"
+#: Seconds after which a file without metadata is debris of a crash, not a
+#: write another worker is finishing.
+DEBRIS_AGE = 300.0
 
 
 @attrs.frozen
@@ -88,6 +100,57 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class SpoolClaim:
+    """One process's exclusive hold on a spool entry, until :meth:`release`.
+
+    A context manager too: ``with claim: ...`` releases on exit.
+    """
+
+    def __init__(self, entry: SpoolEntry, fd: int) -> None:
+        self.entry = entry
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        """Whether the claim has not been released yet."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Let other processes claim the entry (closing drops the lock); idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> SpoolClaim:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _claim(meta: Path, entry: SpoolEntry) -> SpoolClaim | None:
+    """Lock ``meta`` exclusively without waiting; ``None`` if held or gone."""
+    try:
+        fd = os.open(meta, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # The holder we waited for may have removed (or set aside) the entry
+        # between our open and our lock: then the path names another file or
+        # none, and the lock guards nothing.
+        current = os.stat(meta)
+        if not os.path.samestat(os.fstat(fd), current):
+            raise FileNotFoundError(meta)
+    except (BlockingIOError, FileNotFoundError):
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return SpoolClaim(entry, fd)
+
+
 class Spool:
     """A directory of spooled tiles."""
 
@@ -139,6 +202,21 @@ class Spool:
         result: bool = await self._thread(self._has, f"{tile_id}-{sha1.hex()}")
         return result
 
+    def try_claim(self, entry: SpoolEntry) -> SpoolClaim | None:
+        """:meth:`claim`, on the calling thread (a non-blocking open and flock)."""
+        return _claim(self._dir / f"{entry.stem}.json", entry)
+
+    async def claim(self, entry: SpoolEntry) -> SpoolClaim | None:
+        """Claim the entry for this process, or ``None``.
+
+        ``None`` means another process (or another claim in this one) holds
+        it, or the entry is gone (uploaded, superseded or set aside): skip it
+        either way.  Hold the claim across the whole upload, including
+        :meth:`remove` or :meth:`quarantine`, then :meth:`SpoolClaim.release`.
+        """
+        claim: SpoolClaim | None = await self._thread(self.try_claim, entry)
+        return claim
+
     def _read(self, entry: SpoolEntry) -> bytes:
         return (self._dir / f"{entry.stem}.tile").read_bytes()
 
@@ -173,20 +251,31 @@ class Spool:
         for meta in self._dir.glob("*.json"):
             try:
                 found.append(SpoolEntry.from_json(meta.read_bytes()))
+            except FileNotFoundError:
+                continue  # uploaded or set aside by another worker meanwhile
             except (ValueError, KeyError, TypeError):
                 # Set aside with its bytes: an acknowledged tile is never deleted.
                 damaged.add(meta.stem)
                 for part in (meta, meta.with_suffix(".tile")):
-                    if part.exists():
+                    try:
                         part.rename(part.with_name(part.name + ".bad"))
+                    except FileNotFoundError:
+                        pass  # another worker's scan set it aside first
         found.sort(key=lambda e: (e.tile_id, e.stem))
         stems = {e.stem for e in found} | damaged
+        now = time.time()
         for stray in self._dir.iterdir():
-            # Data without metadata: a write interrupted before it was acknowledged.
+            # Data without metadata: a write interrupted before it was
+            # acknowledged.  Only old debris goes: another worker may be
+            # between its rename and its metadata write right now.
             if stray.name.startswith(".tmp-") or (
                 stray.suffix == ".tile" and stray.stem not in stems
             ):
-                stray.unlink(missing_ok=True)
+                try:
+                    if now - stray.stat().st_mtime > DEBRIS_AGE:
+                        stray.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    pass
         return found
 
     async def entries(self) -> list[SpoolEntry]:

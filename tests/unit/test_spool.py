@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
 
-from imagecatcher.spool import Spool, SpoolEntry
+from imagecatcher.spool import DEBRIS_AGE, Spool, SpoolEntry
 from tests.storefakes import ImmediateReactor, SyncThreadPool, run
 
 
@@ -107,24 +109,36 @@ def test_quarantine_renames_to_bad_and_hides_the_entry(
     assert (spool_dir / f"{entry.stem}.tile.bad").read_bytes() == b"tile bytes"
 
 
+def _old(path: Path, data: bytes) -> None:
+    """Write ``path`` and date it back past DEBRIS_AGE."""
+    path.write_bytes(data)
+    then = time.time() - DEBRIS_AGE - 10
+    os.utime(path, (then, then))
+
+
 def test_tile_without_json_is_interrupted_write_debris(
     spool: Spool, spool_dir: Path
 ) -> None:
-    """A .tile whose .json was never written is removed; complete entries stay."""
+    """An old .tile whose .json was never written is removed; a recent one may
+    be another worker's entry being completed and stays; complete entries stay."""
     kept = _entry(tile_id=1)
     run(spool.put(kept, b"tile bytes"))
     orphan = _entry(tile_id=2, data=b"orphan")
-    (spool_dir / f"{orphan.stem}.tile").write_bytes(b"orphan")
+    recent = _entry(tile_id=3, data=b"recent")
+    _old(spool_dir / f"{orphan.stem}.tile", b"orphan")
+    (spool_dir / f"{recent.stem}.tile").write_bytes(b"recent")
     assert run(spool.entries()) == [kept]
-    assert _names(spool_dir) == [f"{kept.stem}.json", f"{kept.stem}.tile"]
+    assert _names(spool_dir) == sorted(
+        [f"{kept.stem}.json", f"{kept.stem}.tile", f"{recent.stem}.tile"]
+    )
 
 
 def test_temporary_files_are_removed(spool: Spool, spool_dir: Path) -> None:
-    """.tmp-* files left by an interrupted atomic write are removed."""
+    """Old .tmp-* files left by an interrupted atomic write are removed."""
     entry = _entry()
     run(spool.put(entry, b"tile bytes"))
-    (spool_dir / ".tmp-abc123").write_bytes(b"half a tile")
-    (spool_dir / ".tmp-").write_bytes(b"")
+    _old(spool_dir / ".tmp-abc123", b"half a tile")
+    _old(spool_dir / ".tmp-", b"")
     assert run(spool.entries()) == [entry]
     assert _names(spool_dir) == [f"{entry.stem}.json", f"{entry.stem}.tile"]
 
