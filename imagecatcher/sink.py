@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
 
-from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -38,9 +39,12 @@ log = Logger()
 
 #: Bytes gathered before a batch goes to the threads: small enough that
 #: hashing overlaps receiving, big enough that thread hand-offs stay rare.
-BATCH_BYTES = 512 * 1024
+BATCH_BYTES = 256 * 1024
 #: Bytes waiting for the threads before the producer is paused.
-MAX_PENDING = 8 * BATCH_BYTES
+MAX_PENDING = 16 * BATCH_BYTES
+#: Written bytes after which the writing thread starts their write-back
+#: (fdatasync), so that the fsync after the last byte has little left to do.
+SYNC_EVERY = 4 * 1024 * 1024
 #: Temporary files are ``<prefix><pid>-<n>.part``: a restart removes those of
 #: processes that are gone (they were never acknowledged).
 PART_PREFIX = ".part-"
@@ -124,6 +128,66 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class _Lane:
+    """Jobs run one after another on a pool thread, in submission order.
+
+    A thread that finishes a job takes the next one at once: consecutive
+    batches of a tile do not wait for a round trip through the reactor.  Each
+    job's outcome is reported to the reactor with ``callFromThread``.  After a
+    job fails the lane skips the rest (reported with the same error).
+    """
+
+    def __init__(self, reactor: Any, threadpool: ThreadPool) -> None:
+        self._reactor = reactor
+        self._pool = threadpool
+        self._lock = threading.Lock()
+        self._jobs: deque[tuple[Callable[[], object], Callable[..., None]]] = deque()
+        self._running = False
+        self._error: BaseException | None = None
+
+    def submit(
+        self, job: Callable[[], object], done: Callable[[bool, object], None]
+    ) -> None:
+        """Run ``job`` after those submitted before; ``done(ok, value)`` after."""
+        with self._lock:
+            self._jobs.append((job, done))
+            if self._running:
+                return
+            self._running = True
+        self._pool.callInThread(self._drain)
+
+    def barrier(self) -> Deferred[None]:
+        """Fires (or fails with the lane's error) once every job so far ran."""
+        d: Deferred[None] = Deferred()
+
+        def fire(ok: bool, value: object) -> None:
+            if ok:
+                d.callback(None)
+            else:
+                d.errback(Failure(value))
+
+        self.submit(lambda: None, fire)
+        return d
+
+    def _drain(self) -> None:  # on a pool thread
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    self._running = False
+                    return
+                job, done = self._jobs.popleft()
+            outcome: tuple[bool, object]
+            if self._error is not None:
+                outcome = (False, self._error)
+            else:
+                try:
+                    outcome = (True, job())
+                except BaseException as e:  # reported to the reactor side
+                    self._error = e
+                    outcome = (False, e)
+            self._reactor.callFromThread(done, *outcome)
+
+
 class SinkFactory:
     """Opens sinks in one directory; numbers their files."""
 
@@ -168,14 +232,15 @@ class TileSink:
         self._sha1 = hashlib.sha1()
         self._fd: int | None = None
         self._path: Path | None = None
+        self._unsynced = 0
         self._batch: list[bytes | bytearray | memoryview] = []
         self._batch_bytes = 0
         self.size = 0
         self._pending = 0
-        # Two chains, each in arrival order: the MD5 on one thread, the SHA-1
+        # Two lanes, each in arrival order: the MD5 on one thread, the SHA-1
         # and the writes on another, so neither waits for the other.
-        self._md5_tail: Deferred[None] = defer.succeed(None)
-        self._io_tail: Deferred[None] = defer.succeed(None)
+        self._md5_lane = _Lane(reactor, threadpool)
+        self._io_lane = _Lane(reactor, threadpool)
         self._producer: Producer | None = None
         self._paused = False
         self._finished = False
@@ -213,25 +278,27 @@ class TileSink:
         self._throttle()
         remaining = [2]
 
-        def done(result: object) -> object:
+        def done(ok: bool, value: object) -> None:
             remaining[0] -= 1
             if remaining[0] == 0:
                 self._pending -= n
                 self._throttle()
-            return result  # a Failure skips that chain's later batches
 
-        self._md5_tail.addCallback(
-            lambda _: self._thread(_update, self._md5, chunks)
-        ).addBoth(done)
-        self._io_tail.addCallback(
-            lambda _: self._thread(self._write_batch, chunks)
-        ).addBoth(done)
+        self._md5_lane.submit(lambda: _update(self._md5, chunks), done)
+        self._io_lane.submit(lambda: self._write_batch(chunks), done)
 
     def _write_batch(self, chunks: list[bytes | bytearray | memoryview]) -> None:
         if self._fd is None:
             self._fd, self._path = _open_part(self._dir, self._serial)
         _update(self._sha1, chunks)
         _write_all(self._fd, chunks)
+        self._unsynced += sum(len(c) for c in chunks)
+        if self._unsynced >= SYNC_EVERY:
+            # The disk writes while the MD5 thread still hashes: the tile's
+            # one durable write is spread over its arrival, off the
+            # critical path after its last byte.
+            os.fdatasync(self._fd)
+            self._unsynced = 0
 
     def _throttle(self) -> None:
         if self._producer is None:
@@ -260,12 +327,13 @@ class TileSink:
         self._finished = True
         if self._batch:
             self._flush()
-        self._io_tail.addCallback(lambda _: self._thread(self._last_write, sync))
+        self._io_lane.submit(lambda: self._last_write(sync), lambda ok, value: None)
         failures: list[Failure] = []
-        for tail in (self._md5_tail, self._io_tail):
-            tail.addErrback(failures.append)
-        await self._md5_tail
-        await self._io_tail
+        for lane in (self._md5_lane, self._io_lane):
+            try:
+                await lane.barrier()
+            except Exception:
+                failures.append(Failure())
         if self._producer is not None and self._paused:
             self._paused = False
             self._producer.resumeProducing()
@@ -317,9 +385,11 @@ class TileSink:
         if self._producer is not None and self._paused:
             self._paused = False
             self._producer.resumeProducing()
-        for tail in (self._md5_tail, self._io_tail):
-            tail.addErrback(lambda _: None)
-            await tail
+        for lane in (self._md5_lane, self._io_lane):
+            try:
+                await lane.barrier()
+            except Exception:
+                pass  # the file goes anyway
         try:
             await self._thread(self._remove)
         except OSError as e:

@@ -112,9 +112,11 @@ def test_a_producer_is_paused_while_threads_fall_behind(tmp_path: Path) -> None:
                 try:
                     value = func(*args)  # type: ignore[operator]
                 except BaseException as e:
-                    on_result(False, e)  # type: ignore[operator]
+                    if on_result is not None:
+                        on_result(False, e)  # type: ignore[operator]
                 else:
-                    on_result(True, value)  # type: ignore[operator]
+                    if on_result is not None:
+                        on_result(True, value)  # type: ignore[operator]
 
     pool = HeldPool()
     sink = SinkFactory(tmp_path / "in", ImmediateReactor(), pool).open()

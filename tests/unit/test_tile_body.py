@@ -53,9 +53,11 @@ class HeldPool(ThreadPool):
             try:
                 result = func(*args)
             except BaseException:
-                on_result(False, Failure())
+                if on_result is not None:
+                    on_result(False, Failure())
             else:
-                on_result(True, result)
+                if on_result is not None:
+                    on_result(True, result)
 
 
 class Pausable:
