@@ -45,6 +45,8 @@ MAX_PENDING = 16 * BATCH_BYTES
 #: Written bytes after which the writing thread starts their write-back
 #: (fdatasync), so that the fsync after the last byte has little left to do.
 SYNC_EVERY = 4 * 1024 * 1024
+#: Jobs a lane runs before it reports their outcomes to the reactor.
+REPORT_EVERY = 4
 #: Temporary files are ``<prefix><pid>-<n>.part``: a restart removes those of
 #: processes that are gone (they were never acknowledged).
 PART_PREFIX = ".part-"
@@ -170,22 +172,35 @@ class _Lane:
         return d
 
     def _drain(self) -> None:  # on a pool thread
+        # Outcomes go to the reactor in bunches (each report wakes it up):
+        # when the lane runs dry, and every few jobs meanwhile.
+        outcomes: list[tuple[Callable[..., None], bool, object]] = []
         while True:
             with self._lock:
                 if not self._jobs:
                     self._running = False
+                    job = None
+                else:
+                    job, done = self._jobs.popleft()
+            if job is None or len(outcomes) >= REPORT_EVERY:
+                if outcomes:
+                    self._reactor.callFromThread(_report, outcomes)
+                    outcomes = []
+                if job is None:
                     return
-                job, done = self._jobs.popleft()
-            outcome: tuple[bool, object]
             if self._error is not None:
-                outcome = (False, self._error)
-            else:
-                try:
-                    outcome = (True, job())
-                except BaseException as e:  # reported to the reactor side
-                    self._error = e
-                    outcome = (False, e)
-            self._reactor.callFromThread(done, *outcome)
+                outcomes.append((done, False, self._error))
+                continue
+            try:
+                outcomes.append((done, True, job()))
+            except BaseException as e:  # reported to the reactor side
+                self._error = e
+                outcomes.append((done, False, e))
+
+
+def _report(outcomes: list[tuple[Callable[..., None], bool, object]]) -> None:
+    for done, ok, value in outcomes:
+        done(ok, value)
 
 
 class SinkFactory:
