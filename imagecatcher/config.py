@@ -115,6 +115,13 @@ def _as_driver(value: Any) -> str:
     return driver
 
 
+def _as_ack_when(value: Any) -> str:
+    when = _as_str(value)
+    if when not in ("spooled", "stored"):
+        raise ValueError(f'unknown value {when!r} (expected "spooled" or "stored")')
+    return when
+
+
 def _as_store_url(value: Any) -> str:
     url = _as_str(value)
     if not re.match(r"(file|sproxyd|s3):", url):
@@ -142,6 +149,10 @@ _SCHEMA: dict[str, _Kind] = {
     "S3_SECRET_ACCESS_KEY": _as_str,
     "S3_REGION": _as_str,
     "SPOOL_DIR": _as_str,
+    "ACK_WHEN": _as_ack_when,
+    "SPOOL_MAX_BYTES": _as_count,
+    "SPOOL_MIN_FREE_BYTES": _as_count,
+    "UPLOAD_MAX_BYTES_PER_SECOND": _as_count,
     "MAX_TILE_BYTES": _as_int,
     "TCP_IDLE_TIMEOUT": _as_int,
     "TILE_LEASE_SECONDS": _as_float,
@@ -197,6 +208,15 @@ class Config:
     s3_secret_access_key: str = ""
     s3_region: str = "us-east-1"
     spool_dir: str = "var/spool"
+    #: "spooled": remote-store tiles are acknowledged once durable in the
+    #: spool and uploaded behind; "stored": once the store has them.
+    ack_when: str = "spooled"
+    #: Bytes the spool may hold (0: no limit but the free space).
+    spool_max_bytes: int = 0
+    #: Free bytes kept on the spool's and the file store's disks.
+    spool_min_free_bytes: int = 256 * 1024 * 1024
+    #: Average upload rate of spooled tiles (0: no limit).
+    upload_max_bytes_per_second: int = 0
     max_tile_bytes: int = 64 * 1024 * 1024
     tcp_idle_timeout: int = 300
     tile_lease_seconds: float = 0.0

@@ -22,6 +22,11 @@ class NotFound(CatcherError):
     """The named acquisition, tile or calibration does not exist (HTTP 404)."""
 
 
+class StorageFull(CatcherError):
+    """A tile cannot be made durable for want of room: the message says where
+    and how much is free (HTTP 507)."""
+
+
 class Unavailable(CatcherError):
     """A dependency (database, store) failed a health check (HTTP 500)."""
 

@@ -15,6 +15,7 @@ to the spool instead.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,7 +26,7 @@ import attrs
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredSemaphore
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -40,6 +41,7 @@ from imagecatcher.domain import (
     NotFound,
     QueueColour,
     QueueStatus,
+    StorageFull,
     TileRecord,
     jfs_path,
 )
@@ -47,13 +49,10 @@ from imagecatcher.names import TileName
 from imagecatcher.sink import Received, SinkFactory, TileSink
 from imagecatcher.spool import Spool, SpoolEntry
 from imagecatcher.storage import ContentStore, LocalStore, StoredObject, StoreError
+from imagecatcher.writebehind import SpoolWatch, StoreHealth, Uploader
 
 log = Logger()
 T = TypeVar("T")
-
-#: Background upload of a spooled tile: attempts per run and the backoff cap.
-SPOOL_ATTEMPTS = 8
-SPOOL_BACKOFF_MAX = 60.0
 
 
 class QueueTimeout(CatcherError):
@@ -92,6 +91,7 @@ class Stage:
         self, workers: int, queue_size: int, wait: float, clock: IReactorTime
     ) -> None:
         self.synchronous = workers <= 1
+        self.workers = max(workers, 1)
         self.capacity = 0 if self.synchronous else max(queue_size, 1)
         # Admission counts running + queued jobs; only a full queue makes a
         # job wait for admission, and only that wait has the deadline (§4.2).
@@ -176,6 +176,11 @@ class Pipeline:
         notify: Callable[[str], None] = lambda text: None,
         local: LocalStore | None = None,
         max_tile_bytes: int | None = None,
+        ack_when: str = "stored",
+        upload_rate: float = 0.0,
+        spool_max_bytes: int = 0,
+        min_free_bytes: int = 0,
+        probe_collection: str = "",
     ) -> None:
         self._repo = repo
         self._store = store
@@ -192,16 +197,121 @@ class Pipeline:
         self._mapping = jfs_mapping
         self._notify = notify
         self._in_flight: set[Deferred[Any]] = set()
-        self._pending_calls: set[IDelayedCall] = set()
         self._stopping = False
+        #: "spooled": a remote store's tiles are acknowledged from the spool
+        #: and uploaded behind; "stored": once the store has them.
+        self._ack_when = ack_when
+        self._spool_max_bytes = spool_max_bytes
+        self._min_free_bytes = min_free_bytes
+        self.health = StoreHealth(store, clock, probe_collection, notify)
+        self._uploader = Uploader(
+            clock,
+            self.health,
+            self._upload_entry,
+            workers=max(content_stage.workers, 1),
+            rate=upload_rate,
+            notify=notify,
+        )
+        self.watch = SpoolWatch(
+            clock, threadpool, spool.directory, [spool.directory, staging]
+        )
+        self._full_reported = False
 
     # -- status ----------------------------------------------------------------
 
     def status(self) -> QueueStatus:
-        """The queue colours now (§4.5)."""
-        return QueueStatus(
-            tile=self.tile_stage.colour, content=self.content_stage.colour
+        """The queue colours now (§4.5).
+
+        The content queue also shows the spool: YELLOW while the store is
+        down (tiles wait in the spool), and by its fill when it is bounded.
+        """
+        content = self.content_stage.colour
+        if not self.health.up:
+            content = max(content, QueueColour.YELLOW)
+        if self._spool_max_bytes > 0:
+            content = max(
+                content, colour(self.watch.stats.bytes, self._spool_max_bytes)
+            )
+        if self.storage_problem():
+            content = QueueColour.RED
+        return QueueStatus(tile=self.tile_stage.colour, content=content)
+
+    def storage_problem(self) -> str:
+        """Why tiles are refused for want of room now, or ``""``."""
+        stats = self.watch.stats
+        if self._spool_max_bytes > 0 and stats.bytes >= self._spool_max_bytes:
+            return (
+                f"the spool {self._spool.directory} holds {stats.bytes} bytes,"
+                f" SPOOL_MAX_BYTES is {self._spool_max_bytes}"
+            )
+        for directory, free in stats.free:
+            if free < self._min_free_bytes:
+                return (
+                    f"{directory} has {max(free, 0)} bytes free, below"
+                    f" SPOOL_MIN_FREE_BYTES ({self._min_free_bytes})"
+                )
+        return ""
+
+    def ping_problem(self) -> str:
+        """Why ping should fail now (a full disk, a store down), or ``""``."""
+        problem = self.storage_problem()
+        if problem:
+            return f"Capture is refusing tiles: {problem}"
+        return self.store_report()
+
+    def store_report(self) -> str:
+        """What is known of the store and the spool, for ping (or ``""``)."""
+        stats = self.watch.stats
+        waiting = (
+            f"{stats.entries} tile(s), {stats.bytes} bytes wait in the spool"
+            f", the oldest for {stats.age(self._clock.seconds()):.0f} s"
         )
+        if not self.health.up:
+            since = self._clock.seconds() - (self.health.down_since or 0.0)
+            return (
+                f"Store check failed: the content store is down since"
+                f" {since:.0f} s ago ({self.health.reason}); {waiting}"
+            )
+        return ""
+
+    def _refuse_if_full(self, size: int) -> None:
+        """StorageFull when ``size`` more bytes would pass the limits."""
+        stats = self.watch.stats
+        problem = ""
+        if self._spool_max_bytes > 0 and stats.bytes + size > self._spool_max_bytes:
+            problem = (
+                f"the spool {self._spool.directory} is full: {stats.bytes} bytes"
+                f" of SPOOL_MAX_BYTES {self._spool_max_bytes}"
+            )
+        for directory, free in stats.free:
+            if not problem and free - size < self._min_free_bytes:
+                problem = (
+                    f"{directory} is full: {max(free, 0)} bytes free,"
+                    f" SPOOL_MIN_FREE_BYTES is {self._min_free_bytes}"
+                )
+        if problem:
+            self._report_full(problem)
+            raise StorageFull(f"Cannot store the tile: {problem}")
+        self._full_reported = False
+
+    def _report_full(self, problem: str) -> None:
+        if not self._full_reported:
+            self._full_reported = True
+            log.error("refusing tiles: {problem}", problem=problem)
+            self._notify(f"Capture is refusing tiles: {problem}")
+
+    def _full_error(self, error: OSError, directory: Path) -> Exception:
+        """StorageFull for a disk-full error, else the error itself."""
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return error
+        try:
+            vfs = os.statvfs(directory)
+            free = vfs.f_bavail * vfs.f_frsize
+        except OSError:
+            free = 0
+        problem = f"{directory} is full: {free} bytes free ({error.strerror})"
+        self._report_full(problem)
+        return StorageFull(f"Cannot store the tile: {problem}")
 
     # -- capture ---------------------------------------------------------------
 
@@ -272,10 +382,17 @@ class Pipeline:
         finding = Deferred.fromCoroutine(
             self._repo.find_tile(acq.mosaic_id, name.col, name.row, name.frame)
         )
+        # A tile whose durable home is local (the file store, or the spool
+        # when it is acknowledged from there) is fsync'd as soon as it is
+        # written: that is its one durable write.
+        synced = (
+            self._local is not None or self._ack_when == "spooled" or not self.health.up
+        )
         try:
-            # A local store's file is fsync'd as soon as it is written: that
-            # is the tile's one durable write.
-            received = await sink.finish(sync=self._local is not None)
+            received = await sink.finish(sync=synced)
+        except OSError as e:
+            finding.addErrback(lambda _: None)
+            raise self._full_error(e, self.staging_dir) from e
         except BaseException:
             finding.addErrback(lambda _: None)
             raise
@@ -323,6 +440,7 @@ class Pipeline:
         )
         collection = acq.collection(self._mapping)
         if self._local is not None:
+            self._refuse_if_full(0)
             obj = await self._local.place(received.path, received.md5, collection, path)
             kept[0] = True
             recorded = await self._record(acq, name, content, obj, existing)
@@ -330,7 +448,7 @@ class Pipeline:
                 acq, recorded.tile, name, obj.key, path, received.sha1
             )
         return await self._capture_remote(
-            acq, name, sink, received, content, existing, kept
+            acq, name, sink, received, content, existing, kept, synced
         )
 
     async def _capture_remote(
@@ -342,55 +460,60 @@ class Pipeline:
         content: TileContent,
         existing: TileRecord | None,
         kept: list[bool],
+        synced: bool,
     ) -> Captured:
         collection = acq.collection(self._mapping)
         context = acq.storage_context() | {"checksum": received.md5.hex()}
         superseded = existing.jfs_key if existing is not None else ""
-        try:
-            await sink.close()
-            data = await self._read(received.path)
-            obj = await self.content_stage.run(
-                lambda: self._put_and_verify(
-                    collection, content.path, data, received.md5, context
+        if self._ack_when == "stored" and self.health.up:
+            try:
+                await sink.close()
+                data = await self._read(received.path)
+                obj = await self.content_stage.run(
+                    lambda: self._put_and_verify(
+                        collection, content.path, data, received.md5, context
+                    )
                 )
-            )
-        except (StoreError, QueueTimeout, defer.TimeoutError) as e:
-            log.warn(
-                "store unavailable for {acqid}:{name} ({reason}); spooling",
-                acqid=acq.uid,
-                name=name.name,
-                reason=e,
-            )
-            self._notify(
-                f"Content store failed for {acq.uid}:{name.name}: {e};"
-                " the tile is kept in the spool and retried"
-            )
-            recorded = await self._record(acq, name, content, None, existing)
-            entry = SpoolEntry(
-                tile_id=recorded.tile.tile_id,
-                uid=acq.uid,
-                name=name.name,
-                col=name.col,
-                row=name.row,
-                collection=collection,
-                path=content.path,
-                context=context,
-                sha1=received.sha1,
-                md5=received.md5,
-                superseded_key=superseded,
-            )
-            await self._fsync(received.path)
-            await self._spool.adopt(entry, received.path)
-            kept[0] = True
-            self._schedule_upload(entry, delay=1.0)
-            return self._captured(
-                acq, recorded.tile, name, "", content.path, received.sha1
-            )
-        recorded = await self._record(acq, name, content, obj, existing)
-        self._discard_superseded(obj, recorded.previous_key, superseded)
-        return self._captured(
-            acq, recorded.tile, name, obj.key, content.path, received.sha1
+            except (StoreError, QueueTimeout, defer.TimeoutError) as e:
+                log.warn(
+                    "store unavailable for {acqid}:{name} ({reason}); spooling",
+                    acqid=acq.uid,
+                    name=name.name,
+                    reason=e,
+                )
+                if isinstance(e, StoreError):
+                    self.health.failed(e)  # no more per-tile attempts
+            else:
+                recorded = await self._record(acq, name, content, obj, existing)
+                self._discard_superseded(obj, recorded.previous_key, superseded)
+                return self._captured(
+                    acq, recorded.tile, name, obj.key, content.path, received.sha1
+                )
+        self._refuse_if_full(received.size)
+        recorded = await self._record(acq, name, content, None, existing)
+        entry = SpoolEntry(
+            tile_id=recorded.tile.tile_id,
+            uid=acq.uid,
+            name=name.name,
+            col=name.col,
+            row=name.row,
+            collection=collection,
+            path=content.path,
+            context=context,
+            sha1=received.sha1,
+            md5=received.md5,
+            superseded_key=superseded,
         )
+        try:
+            if not synced:
+                await self._fsync(received.path)
+            await self._spool.adopt(entry, received.path)
+        except OSError as e:
+            raise self._full_error(e, self._spool.directory) from e
+        kept[0] = True
+        self.watch.added(received.size)
+        self._uploader.enqueue(entry)
+        return self._captured(acq, recorded.tile, name, "", content.path, received.sha1)
 
     async def _read(self, path: Path) -> bytes:
         data: bytes = await deferToThreadPool(self._clock, self._pool, path.read_bytes)
@@ -486,48 +609,28 @@ class Pipeline:
 
     # -- spool drainer -----------------------------------------------------------
 
-    def _schedule_upload(
-        self, entry: SpoolEntry, delay: float, attempt: int = 1
-    ) -> None:
-        if self._stopping:
-            return
-        call = self._clock.callLater(delay, self._upload_now, entry, attempt)
-        self._pending_calls.add(call)
+    async def _upload_entry(self, entry: SpoolEntry) -> int:
+        """Upload one spooled tile (the Uploader calls this); bytes sent.
 
-    def _upload_now(self, entry: SpoolEntry, attempt: int) -> None:
-        self._pending_calls.difference_update(
-            {c for c in self._pending_calls if not c.active()}
-        )
-        work = Deferred.fromCoroutine(self._upload_spooled(entry, attempt))
-        self._in_flight.add(work)
-        work.addBoth(self._done, work)
-        work.addErrback(self._upload_failed, entry, attempt)
-
-    def _upload_failed(self, failure: Failure, entry: SpoolEntry, attempt: int) -> None:
-        # An unexpected failure (database, disk): retried like a store error.
-        log.failure("spool upload of {stem}", failure, stem=entry.stem)
-        if attempt < SPOOL_ATTEMPTS:
-            delay = min(2.0**attempt, SPOOL_BACKOFF_MAX)
-            self._schedule_upload(entry, delay, attempt + 1)
-
-    async def _upload_spooled(self, entry: SpoolEntry, attempt: int) -> None:
-        # Every worker process resumes the whole spool; the claim makes one of
-        # them upload each entry, and held until the entry is removed or set
-        # aside, an entry is never uploaded twice.
+        Every worker process resumes the whole spool; the claim makes one of
+        them upload each entry, and held until the entry is removed or set
+        aside, an entry is never uploaded twice.  A StoreError tells the
+        Uploader that the store is down.
+        """
         claim = await self._spool.claim(entry)
         if claim is None:
-            return  # another worker has it, or it is already gone
+            return 0  # another worker has it, or it is already gone
         try:
-            await self._upload_claimed(entry, attempt)
+            return await self._upload_claimed(entry)
         finally:
             claim.release()
 
-    async def _upload_claimed(self, entry: SpoolEntry, attempt: int) -> None:
+    async def _upload_claimed(self, entry: SpoolEntry) -> int:
         found = await self._repo.tile_by_id(entry.tile_id)
         if found is None or found[4].sha1 != entry.sha1:
             log.info("spooled {stem} was superseded; dropping it", stem=entry.stem)
             await self._spool.remove(entry)
-            return
+            return 0
         mosaic_id, _col, _row, frame, tile = found
         acq = await self._repo.acquisition(entry.uid)
         if acq is None or acq.mosaic_id != mosaic_id:
@@ -537,32 +640,17 @@ class Pipeline:
                 uid=entry.uid,
             )
             await self._spool.quarantine(entry)
-            return
+            return 0
         data = await self._spool.read(entry)
         _md5, sha1 = await self._hash(data)
         if sha1 != entry.sha1:
             log.error("spooled {stem} is damaged; set aside", stem=entry.stem)
             self._notify(f"Spooled tile {entry.uid}:{entry.name} is damaged on disk")
             await self._spool.quarantine(entry)
-            return
-        try:
-            obj = await self.content_stage.run(
-                lambda: self._put_and_verify(
-                    entry.collection, entry.path, data, entry.md5, entry.context
-                )
-            )
-        except (StoreError, QueueTimeout, defer.TimeoutError) as e:
-            if attempt >= SPOOL_ATTEMPTS:
-                message = (
-                    f"Tile {entry.uid}:{entry.name} is still in the spool after"
-                    f" {attempt} attempts: {e}"
-                )
-                log.error(message)
-                self._notify(message)
-                return  # retried at the next start
-            delay = min(2.0**attempt, SPOOL_BACKOFF_MAX)
-            self._schedule_upload(entry, delay, attempt + 1)
-            return
+            return 0
+        obj = await self._put_and_verify(
+            entry.collection, entry.path, data, entry.md5, entry.context
+        )
         content = TileContent(
             mosaic_id=mosaic_id,
             temca_id=acq.temca_id,
@@ -581,27 +669,33 @@ class Pipeline:
         self._discard_superseded(obj, recorded.previous_key, entry.superseded_key)
         await self._spool.remove(entry)
         log.info("uploaded spooled {uid}:{name}", uid=entry.uid, name=entry.name)
+        return len(data)
 
     async def resume(self) -> int:
-        """Schedule the upload of every spooled tile; return how many."""
+        """Queue the upload of every spooled tile; return how many."""
+        await self.watch.refresh()
         entries = await self._spool.entries()
-        for i, entry in enumerate(entries):
-            self._schedule_upload(entry, delay=0.01 * i)
+        for entry in entries:
+            self._uploader.enqueue(entry)
         if entries:
             log.info("resuming {n} spooled tile(s)", n=len(entries))
         return len(entries)
 
     # -- lifecycle -------------------------------------------------------------
 
+    def start_watching(self) -> None:
+        """Look at the spool and the free space every second from now on."""
+        self.watch.start()
+
     async def stop(self, deadline: float = 30.0) -> None:
-        """Refuse new tiles, cancel scheduled uploads, wait for in-flight work."""
+        """Refuse new tiles, stop uploads and probes, wait for work in flight."""
         self._stopping = True
-        for call in list(self._pending_calls):
-            if call.active():
-                call.cancel()
-        self._pending_calls.clear()
-        if self._in_flight:
-            waiting = defer.DeferredList(list(self._in_flight), consumeErrors=True)
+        self._uploader.stop()
+        self.health.stop()
+        self.watch.stop()
+        pending = self._in_flight | self._uploader.in_flight
+        if pending:
+            waiting = defer.DeferredList(list(pending), consumeErrors=True)
             timer: Deferred[None] = Deferred()
             call = self._clock.callLater(deadline, timer.callback, None)
             either: list[Deferred[Any]] = [waiting, timer]

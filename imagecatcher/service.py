@@ -185,6 +185,11 @@ def build_service(
         notify=notifier.notify,
         local=store if isinstance(store, FileStore) else None,
         max_tile_bytes=config.max_tile_bytes,
+        ack_when=config.ack_when,
+        upload_rate=float(config.upload_max_bytes_per_second),
+        spool_max_bytes=config.spool_max_bytes,
+        min_free_bytes=config.spool_min_free_bytes,
+        probe_collection=config.jfs_mapping.get("PING", ""),
     )
 
     async def start_pipeline() -> None:
@@ -196,6 +201,7 @@ def build_service(
         if isinstance(store, S3Store):
             await store.ensure_bucket()
         await pipeline.resume()
+        pipeline.start_watching()
 
     _Hooks(
         start=start_pipeline, stop=lambda: pipeline.stop(STOP_DEADLINE)

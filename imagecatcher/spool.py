@@ -161,6 +161,11 @@ class Spool:
         self._dirsync = DirSyncer(reactor, threadpool)
 
     @property
+    def directory(self) -> Path:
+        """The spool directory."""
+        return self._dir
+
+    @property
     def staging_dir(self) -> Path:
         """Where tiles for a remote store are received (same filesystem)."""
         return self._dir / INCOMING

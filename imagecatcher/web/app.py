@@ -73,7 +73,15 @@ class CatcherAPI:
         tiles_url_base: str = "",
     ) -> None:
         resources: tuple[_Resource, ...] = (
-            Operations(repo, store, clock, queue_status, ping_collection),
+            Operations(
+                repo,
+                store,
+                clock,
+                queue_status,
+                ping_collection,
+                pipeline.ping_problem if pipeline is not None else lambda: "",
+                pipeline.health.failed if pipeline is not None else lambda e: None,
+            ),
             Lifecycle(acquisitions),
             Capture(pipeline, max_tile_bytes),
             Queries(repo),

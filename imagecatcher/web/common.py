@@ -12,7 +12,12 @@ import re
 
 from twisted.web.iweb import IRequest
 
-from imagecatcher.domain import BadParameter, CalibrationError, CatcherError
+from imagecatcher.domain import (
+    BadParameter,
+    CalibrationError,
+    CatcherError,
+    StorageFull,
+)
 from imagecatcher.domain import NotFound as CatcherNotFound
 from imagecatcher.sink import TooLarge
 from imagecatcher.storage import StoreError
@@ -36,6 +41,7 @@ ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (BadParameter, 400),
     (CalibrationError, 400),
     (CatcherNotFound, 404),
+    (StorageFull, 507),
     (CatcherError, 500),
     (StoreError, 500),
 )

@@ -35,7 +35,11 @@ class Operations:
         clock: IReactorTime,
         queue_status: Callable[[], QueueStatus],
         ping_collection: str,
+        problems: Callable[[], str] = lambda: "",
+        store_failed: Callable[[BaseException], None] = lambda error: None,
     ) -> None:
+        self._problems = problems
+        self._store_failed = store_failed
         self._repo = repo
         self._store = store
         self._clock = clock
@@ -50,6 +54,11 @@ class Operations:
         except Exception as e:
             log.warn("ping: database check failed: {reason}", reason=e)
             return plain_response(request, 500, f"Database check failed: {e}")
+        # What the daemon already knows: a full disk, or a store found down
+        # (then tiles wait in the spool; no need to wait for another probe).
+        problem = self._problems()
+        if problem:
+            return plain_response(request, 500, problem)
         probe: Deferred[None] = Deferred.fromCoroutine(
             self._store.health(self._ping_collection)
         )
@@ -58,6 +67,7 @@ class Operations:
             await probe
         except Exception as e:
             log.warn("ping: store check failed: {reason}", reason=e)
+            self._store_failed(e)  # the uploads wait for the store too
             message = (
                 "JFS/Scality write timeout"
                 if isinstance(e, defer.TimeoutError)

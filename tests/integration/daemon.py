@@ -36,6 +36,8 @@ def write_config(directory: Path, config: Config, **extra: Any) -> Path:
         "DB_PASSWORD": config.db_password,
         "CONTENT_STORE_URL": f"file://{directory / 'objects'}",
         "SPOOL_DIR": str(directory / "spool"),
+        # The test machine's disk may be nearly full; the default keeps 256 MiB.
+        "SPOOL_MIN_FREE_BYTES": 1024 * 1024,
     }
     data.update(extra)
     path = directory / "config.json"

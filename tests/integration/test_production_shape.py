@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -204,11 +205,22 @@ def _tile_ids(listing: Any) -> set[int]:
     return set()
 
 
+def _stored_info(rig: Rig, tile_id: int, timeout: float = 30.0) -> dict[str, Any]:
+    """The tile's TileInfo once its content is in the store (remote stores
+    acknowledge from the spool and upload behind)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, _, body = request(rig.http, "GET", f"/service/v1/tile/{tile_id}")
+        info: dict[str, Any] = _json(status, body)
+        assert status == 200, info
+        if info["tile_jfs_key"] or time.monotonic() > deadline:
+            return info
+        time.sleep(0.1)
+
+
 def _check_tile(rig: Rig, tile_id: int, data: bytes) -> dict[str, Any]:
     """The tile is stored, fetched byte-identical and verified; its TileInfo."""
-    status, _, body = request(rig.http, "GET", f"/service/v1/tile/{tile_id}")
-    info: dict[str, Any] = _json(status, body)
-    assert status == 200, info
+    info = _stored_info(rig, tile_id)
     assert 0 < len(info["tile_jfs_key"]) <= KEY_COLUMN, info
     status, _, content = request(rig.http, "GET", f"/service/v1/tile/{tile_id}/content")
     assert status == 200 and content == data
@@ -245,15 +257,15 @@ def test_acquisition_in_production_shape(rig: Rig) -> None:
     assert scalar(cfg, "SELECT COUNT(*) FROM roi_images") == 1750
 
     sent = _capture_every_kind(rig)
+    for tile_id, (name, data) in sent.items():
+        info = _check_tile(rig, tile_id, data)
+        stored_name = name.rsplit("/", 1)[-1]  # base names on every channel (Q13)
+        assert info["tile_jfs_path"] == f"/acquisitions/{UID}/{stored_name}"
     status, _, body = request(
         rig.http, "GET", f"/service/v1/acquisition/{UID}/tiles?frame-type=all"
     )
     assert status == 200, body
     assert set(sent) <= _tile_ids(_json(status, body))
-    for tile_id, (name, data) in sent.items():
-        info = _check_tile(rig, tile_id, data)
-        stored_name = name.rsplit("/", 1)[-1]  # base names on every channel (Q13)
-        assert info["tile_jfs_path"] == f"/acquisitions/{UID}/{stored_name}"
 
     ancillary = [
         (f"{UID}_Controller timing_cam2.csv", os.urandom(5000)),
@@ -303,6 +315,7 @@ def test_tiles_keyed_by_their_path_stay_readable(rig: Rig) -> None:
     cfg = rig.config
     name, data = "col0001_row0002_cam0.tif", os.urandom(100_000)
     tile_id = _put(rig, name, data)
+    _stored_info(rig, tile_id)
     replica_id, _key, url = _replica_of(cfg, tile_id)
     legacy = path_key(rig.collection, f"/acquisitions/{UID}/{name}")
     assert len(legacy) <= KEY_COLUMN  # such rows could only hold short names

@@ -91,6 +91,7 @@ def test_sproxyd_store(tmp_path: Path, engine_config: Config) -> None:
         engine_config,
         CONTENT_STORE_URL=f"sproxyd://localhost:{store_port}/proxy/bparc",
         SCALITY_HOST="127.0.0.1",
+        ACK_WHEN="stored",  # the option: acknowledged once the store has it
         JFS_MAPPING={"PING": "FAFB"},
     )
     assert run_tool(["--config", str(cfg), "db-init"], tmp_path).returncode == 0
@@ -123,6 +124,7 @@ def test_s3_store(tmp_path: Path, engine_config: Config, seaweed_s3: SeaweedS3) 
         tmp_path,
         engine_config,
         CONTENT_STORE_URL=f"s3://{bucket}",
+        ACK_WHEN="stored",  # the option: acknowledged once the store has it
         S3_ENDPOINT_URL=seaweed_s3.endpoint_url,
         S3_ACCESS_KEY_ID=seaweed_s3.access_key,
         S3_SECRET_ACCESS_KEY=seaweed_s3.secret_key,

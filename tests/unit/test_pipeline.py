@@ -36,8 +36,6 @@ from imagecatcher.domain import (
 )
 from imagecatcher.names import TileName, parse_tile_name
 from imagecatcher.pipeline import (
-    SPOOL_ATTEMPTS,
-    SPOOL_BACKOFF_MAX,
     Captured,
     Pipeline,
     QueueTimeout,
@@ -275,6 +273,7 @@ def make_rig(tmp_path: Path) -> Callable[..., Rig]:
         store: MemoryStore | None = None,
         tile_stage: tuple[int, int] = (1, 1),
         content_stage: tuple[int, int] = (1, 1),
+        **options: Any,
     ) -> Rig:
         clock = ThreadlessClock()
         pool = SyncThreadPool()
@@ -293,6 +292,7 @@ def make_rig(tmp_path: Path) -> Callable[..., Rig]:
             content_stage=Stage(*content_stage, WAIT, clock),
             jfs_mapping={"FAFB_00": "FAFB"},
             notify=notes.append,
+            **options,
         )
         return Rig(pipeline, repo, store, spool, spool_dir, clock, notes)
 
@@ -554,7 +554,8 @@ def _spooled_entry(rig: Rig, data: bytes) -> SpoolEntry:
 
 
 def test_store_failure_spools_then_uploads(rig: Rig) -> None:
-    """A store failure spools the tile; the upload a second later stores it."""
+    """A store failure spools the tile and marks the store down; once a probe
+    a second later finds it up again, the spooled tile is uploaded."""
     data = b"spooled tile"
     rig.store.fail_next(1)
     result = rig.capture(data)
@@ -577,11 +578,13 @@ def test_store_failure_spools_then_uploads(rig: Rig) -> None:
     }
     assert rig.repo.spooled == [(1, NAME, PATH, _sha1(data), _md5(data))]
     assert rig.repo.finalised == [] and rig.store.objects == {}
-    (call,) = rig.clock.getDelayedCalls()
+    assert not rig.pipeline.health.up
+    (call,) = rig.clock.getDelayedCalls()  # the probe
     assert call.getTime() == 1.0
 
     rig.clock.advance(1.0)
-    assert rig.store.puts == 2 and rig.store.objects == {OBJECT: data}
+    assert rig.pipeline.health.up
+    assert rig.store.objects[OBJECT] == data
     assert rig.repo.finalised == [
         Finalised(1, NAME, PATH, KEY, _sha1(data), _md5(data))
     ]
@@ -598,50 +601,48 @@ def test_resending_identical_bytes_of_a_spooled_tile_puts_nothing(rig: Rig) -> N
     assert len(rig.repo.spooled) == 1 and len(rig.clock.getDelayedCalls()) == 1
 
 
-def test_repeated_upload_failures_back_off_then_notify(rig: Rig) -> None:
-    """Uploads retry after 2, 4, 8 … s (capped), stop after SPOOL_ATTEMPTS and notify."""
-    rig.store.fail_next(1 + SPOOL_ATTEMPTS + 5)
-    rig.capture(b"stubborn")
+def test_a_store_that_stays_down_is_probed_with_backoff(rig: Rig) -> None:
+    """While the store is down no tile tries it: every capture goes straight to
+    the spool, and the store is probed after 1, 2, 4 … s, capped at 30 s."""
+    rig.store.fail_next(100)
+    rig.capture(b"first")
+    assert rig.store.puts == 1
+    rig.capture(b"second", name="col0001_row0001_cam0.tif")
+    assert rig.store.puts == 1  # not tried: the store is known to be down
     delays: list[float] = []
-    now = 0.0
-    while calls := rig.clock.getDelayedCalls():
-        (call,) = calls
-        delays.append(call.getTime() - now)
-        now = call.getTime()
-        rig.clock.advance(call.getTime() - rig.clock.seconds())
-    expected = [1.0] + [
-        min(2.0**n, SPOOL_BACKOFF_MAX) for n in range(1, SPOOL_ATTEMPTS)
-    ]
-    assert delays == expected
-    assert delays[1:4] == [2.0, 4.0, 8.0]
-    assert rig.store.puts == 1 + SPOOL_ATTEMPTS
-    (note,) = _gave_up(rig)
-    assert f"after {SPOOL_ATTEMPTS} attempts" in note and f"{UID}:{NAME}" in note
-    assert len(rig.spool_files()) == 2  # kept for the next start
-    assert rig.repo.finalised == []
+    for _ in range(7):
+        (call,) = rig.clock.getDelayedCalls()
+        delays.append(call.getTime() - rig.clock.seconds())
+        rig.clock.advance(delays[-1])
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert rig.store.puts == 1 + 7 and rig.repo.finalised == []
+    assert len(rig.spool_files()) == 4
+    downs = [n for n in rig.notes if n.startswith("Content store down")]
+    assert len(downs) == 1
 
 
-def test_upload_after_some_failures_succeeds(rig: Rig) -> None:
-    """An upload that fails twice and then works stores the tile and clears the spool."""
-    rig.store.fail_next(3)
+def test_uploads_resume_when_the_store_answers_again(rig: Rig) -> None:
+    """After failed probes, the first that passes uploads what waits."""
+    rig.store.fail_next(3)  # the capture and two probes
     rig.capture(b"eventually")
     for step in (1.0, 2.0, 4.0):
         assert rig.spool_files() != []
         rig.clock.advance(step)
-    assert rig.store.objects == {OBJECT: b"eventually"} and rig.spool_files() == []
+    assert rig.store.objects[OBJECT] == b"eventually" and rig.spool_files() == []
     assert rig.clock.getDelayedCalls() == [] and _gave_up(rig) == []
+    assert any(n.startswith("Content store answers again") for n in rig.notes)
 
 
 def test_superseded_spooled_entry_is_dropped(rig: Rig) -> None:
     """A spooled tile whose database content changed since is dropped, not uploaded."""
     rig.store.fail_next(1)
     rig.capture(b"older")
-    rig.capture(b"newer")  # the store works again: stored and finalised at once
-    puts = rig.store.puts
+    rig.capture(b"newer")  # the store is down: spooled too, replacing the first
     rig.clock.advance(1.0)
-    assert rig.store.puts == puts and rig.store.objects == {OBJECT: b"newer"}
+    assert rig.store.objects[OBJECT] == b"newer"
     assert rig.spool_files() == []
     assert rig.repo.record(1).sha1 == _sha1(b"newer")
+    assert [f.sha1 for f in rig.repo.finalised] == [_sha1(b"newer")]
 
 
 def test_spooled_entry_of_a_vanished_tile_is_dropped(rig: Rig) -> None:
@@ -650,7 +651,7 @@ def test_spooled_entry_of_a_vanished_tile_is_dropped(rig: Rig) -> None:
     rig.capture(b"orphan")
     del rig.repo.tiles[1]
     rig.clock.advance(1.0)
-    assert rig.spool_files() == [] and rig.store.puts == 1
+    assert rig.spool_files() == [] and OBJECT not in rig.store.objects
 
 
 def test_spooled_entry_of_a_vanished_acquisition_is_quarantined(rig: Rig) -> None:
@@ -661,7 +662,7 @@ def test_spooled_entry_of_a_vanished_acquisition_is_quarantined(rig: Rig) -> Non
     del rig.repo.acqs[UID]
     rig.clock.advance(1.0)
     assert rig.spool_files() == [f"{entry.stem}.json.bad", f"{entry.stem}.tile.bad"]
-    assert rig.store.puts == 1
+    assert OBJECT not in rig.store.objects
 
 
 def test_damaged_spool_bytes_are_quarantined_and_notified(rig: Rig) -> None:
@@ -672,7 +673,7 @@ def test_damaged_spool_bytes_are_quarantined_and_notified(rig: Rig) -> None:
     (rig.spool_dir / f"{entry.stem}.tile").write_bytes(b"bit rot")
     rig.clock.advance(1.0)
     assert rig.spool_files() == [f"{entry.stem}.json.bad", f"{entry.stem}.tile.bad"]
-    assert rig.store.puts == 1
+    assert OBJECT not in rig.store.objects
     assert [n for n in rig.notes if "damaged" in n] == [
         f"Spooled tile {UID}:{NAME} is damaged on disk"
     ]
@@ -732,7 +733,8 @@ def test_spooled_recapture_deletes_the_superseded_object(
     rig.capture(b"new")
     rig.clock.advance(1.0)
     assert old not in rig.store.objects
-    assert list(rig.store.objects.values()) == [b"new"]
+    tiles = [v for k, v in rig.store.objects.items() if "jfs ping" not in k]
+    assert tiles == [b"new"]
 
 
 # -- resume and stop -------------------------------------------------------------
@@ -756,7 +758,7 @@ def _entry_for(tile: TileRecord, name: str, data: bytes) -> SpoolEntry:
 
 
 def test_resume_schedules_every_spooled_entry(rig: Rig) -> None:
-    """resume() schedules an upload per entry on disk; each is then stored."""
+    """resume() queues an upload per entry on disk; each is stored."""
     written = {}
     for i, data in enumerate((b"first", b"second", b"third"), start=1):
         name = f"col000{i}_row0002_cam0.tif"
@@ -764,8 +766,6 @@ def test_resume_schedules_every_spooled_entry(rig: Rig) -> None:
         run(rig.spool.put(_entry_for(tile, name, data), data))
         written[f"FAFB/acquisitions/{UID}/{name}"] = data
     assert run(rig.pipeline.resume()) == 3
-    assert len(rig.clock.getDelayedCalls()) == 3 and rig.store.puts == 0
-    rig.clock.advance(1.0)
     assert dict(rig.store.objects) == written
     assert rig.spool_files() == [] and len(rig.repo.finalised) == 3
 
