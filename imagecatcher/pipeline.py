@@ -252,6 +252,34 @@ class Pipeline:
                 )
         return ""
 
+    def spool_report(self) -> dict[str, Any]:
+        """The spool and the store as the spool route shows them (JSON)."""
+        stats = self.watch.stats
+        now = self._clock.seconds()
+        return {
+            "spool_dir": str(self._spool.directory),
+            "entries": stats.entries,
+            "bytes": stats.bytes,
+            "oldest_entry_age_s": round(stats.age(now), 3),
+            "free_bytes": {directory: free for directory, free in stats.free},
+            "ack_when": self._ack_when,
+            "store": {
+                "up": self.health.up,
+                "down_for_s": (
+                    None
+                    if self.health.down_since is None
+                    else round(now - self.health.down_since, 3)
+                ),
+                "reason": self.health.reason,
+            },
+            "refusing": self.storage_problem(),
+            "damaged": [
+                {"tile_id": int(stem.split("-", 1)[0]), "uid": uid, "name": name}
+                for stem, uid, name in stats.damaged
+                if stem.split("-", 1)[0].isdigit()
+            ],
+        }
+
     def ping_problem(self) -> str:
         """Why ping should fail now (a full disk, a store down), or ``""``."""
         problem = self.storage_problem()

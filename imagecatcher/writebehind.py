@@ -47,6 +47,8 @@ PROBE_TIMEOUT = 10.0
 #: (database, disk), with backoff, before the entry waits for the next start.
 OTHER_ATTEMPTS = 8
 OTHER_BACKOFF_MAX = 60.0
+#: Damaged spool entries listed by the spool route at most.
+MAX_DAMAGED_LISTED = 1000
 
 
 class StoreHealth:
@@ -261,6 +263,8 @@ class SpoolStats:
     bytes: int = 0
     oldest: float | None = None  # mtime of the oldest entry
     free: tuple[tuple[str, int], ...] = ()  # (directory, free bytes)
+    #: Entries set aside as damaged (``*.bad``): (stem, uid, name) each.
+    damaged: tuple[tuple[str, int, str], ...] = ()
 
     def age(self, now: float) -> float:
         """Seconds the oldest entry has waited (0 when none)."""
@@ -278,6 +282,15 @@ def _look(spool_dir: Path, directories: Sequence[Path]) -> SpoolStats:
             entries += 1
             size += info.st_size
             oldest = info.st_mtime if oldest is None else min(oldest, info.st_mtime)
+    damaged = []
+    if spool_dir.is_dir():
+        for bad in sorted(spool_dir.glob("*.json.bad"))[:MAX_DAMAGED_LISTED]:
+            stem = bad.name[: -len(".json.bad")]
+            try:
+                entry = SpoolEntry.from_json(bad.read_bytes())
+                damaged.append((stem, entry.uid, entry.name))
+            except (OSError, ValueError, KeyError, TypeError):
+                damaged.append((stem, 0, ""))
     free = []
     for directory in directories:
         probe = directory
@@ -288,7 +301,7 @@ def _look(spool_dir: Path, directories: Sequence[Path]) -> SpoolStats:
         except OSError:
             continue
         free.append((str(directory), vfs.f_bavail * vfs.f_frsize))
-    return SpoolStats(entries, size, oldest, tuple(free))
+    return SpoolStats(entries, size, oldest, tuple(free), tuple(damaged))
 
 
 class SpoolWatch:

@@ -81,6 +81,7 @@ class CatcherAPI:
                 ping_collection,
                 pipeline.ping_problem if pipeline is not None else lambda: "",
                 pipeline.health.failed if pipeline is not None else lambda e: None,
+                pipeline.spool_report if pipeline is not None else None,
             ),
             Lifecycle(acquisitions),
             Capture(pipeline, max_tile_bytes),

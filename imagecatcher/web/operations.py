@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from klein import Klein
 from twisted.internet import defer
@@ -14,7 +15,7 @@ from twisted.web.iweb import IRequest
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import QueueStatus
 from imagecatcher.storage import ContentStore
-from imagecatcher.web.common import plain_response, sized
+from imagecatcher.web.common import json_response, plain_response, sized
 from imagecatcher.web.request import set_queue_headers
 
 log = Logger()
@@ -37,7 +38,9 @@ class Operations:
         ping_collection: str,
         problems: Callable[[], str] = lambda: "",
         store_failed: Callable[[BaseException], None] = lambda error: None,
+        spool_report: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        self._spool_report = spool_report
         self._problems = problems
         self._store_failed = store_failed
         self._repo = repo
@@ -45,6 +48,14 @@ class Operations:
         self._clock = clock
         self._queue_status = queue_status
         self._ping_collection = ping_collection
+
+    @router.route("/spool", methods=["GET"])
+    def spool(self, request: IRequest) -> bytes:
+        """What waits in the spool, the store's health, damaged entries."""
+        request.setHeader(b"content-type", b"application/json")
+        if self._spool_report is None:
+            return json_response(request, 404, {"errormessage": "no capture pipeline"})
+        return json_response(request, 200, self._spool_report())
 
     @router.route("/ping", methods=["GET"])
     async def ping(self, request: IRequest) -> bytes:

@@ -10,6 +10,7 @@ checksum, verified and listed, and nothing else does.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -133,6 +134,10 @@ def test_s3_outage_is_absorbed_by_the_spool(
             )
 
         _wait("ping to report the store down", ping_says_down, 30)
+        status, _, raw = request(http_port, "GET", "/service/v1/spool")
+        report = json.loads(raw)
+        assert status == 200 and report["store"]["up"] is False
+        assert report["store"]["down_for_s"] >= 0 and report["damaged"] == []
         assert not any(_keys(mariadb_config, during).values())
 
         weed.start_gateway()

@@ -128,3 +128,23 @@ def test_upload_rate_is_bounded(make_rig: Callable[..., Rig]) -> None:
     assert stored() == 2
     rig.clock.advance(1.0)
     assert stored() == 3
+
+
+def test_damaged_entries_are_reported(make_rig: Callable[..., Rig]) -> None:
+    """A spooled tile whose bytes rotted is set aside, never uploaded, and
+    listed by the spool report with its tile; the store's state is shown."""
+    rig = make_rig(ack_when="spooled")
+    rig.pipeline.health.failed(RuntimeError("down for now"))
+    rig.capture(b"pristine")
+    (tile,) = [p for p in rig.spool_dir.glob("*.tile")]
+    tile.write_bytes(b"bit rot")
+    rig.clock.advance(1.0)  # the probe passes; the upload finds the damage
+    assert OBJECT not in rig.store.objects
+    assert not rig.repo.record(1).jfs_key
+    from tests.storefakes import run
+
+    run(rig.pipeline.watch.refresh())
+    report = rig.pipeline.spool_report()
+    assert report["damaged"] == [{"tile_id": 1, "uid": UID, "name": NAME}]
+    assert report["entries"] == 0 and report["store"]["up"] is True
+    assert report["ack_when"] == "spooled" and report["refusing"] == ""
