@@ -388,6 +388,10 @@ class TileProtocol(Protocol, TimeoutMixin):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        # Twisted leaves ``connected`` set; a handler finishing after the peer
+        # left must not re-arm the idle timer (it would hold this protocol,
+        # and abort a dead transport, TCP_IDLE_TIMEOUT seconds later).
+        self.connected = 0
         self.setTimeout(None)
         if self.partial_bytes:
             log.info(
