@@ -144,6 +144,7 @@ _SCHEMA: dict[str, _Kind] = {
     "SPOOL_DIR": _as_str,
     "MAX_TILE_BYTES": _as_int,
     "TCP_IDLE_TIMEOUT": _as_int,
+    "TCP_MAX_CONNECTIONS": _as_count,
     "TILE_LEASE_SECONDS": _as_float,
     "JFS_MONGO_URL": _as_list,
     "JFS_MONGO_USER": _as_str,
@@ -199,6 +200,8 @@ class Config:
     spool_dir: str = "var/spool"
     max_tile_bytes: int = 64 * 1024 * 1024
     tcp_idle_timeout: int = 300
+    #: Open TCP connections per worker process; more are closed at once (0 = any).
+    tcp_max_connections: int = 1000
     tile_lease_seconds: float = 0.0
     jfs_mongo_url: tuple[str, ...] = ()
     jfs_mongo_user: str = ""

@@ -231,7 +231,11 @@ def build_service(
             site.protocol = NoKeepAliveChannel  # type: ignore[method-assign,assignment]
         _listener(reactor, config.http_endpoint, site, config).setServiceParent(root)
     if config.tcp_endpoint:
-        factory = TileFactory(PipelineHandler(pipeline), float(config.tcp_idle_timeout))
+        factory = TileFactory(
+            PipelineHandler(pipeline),
+            float(config.tcp_idle_timeout),
+            max_connections=config.tcp_max_connections,
+        )
         factory.max_frame = config.max_tile_bytes + FRAME_OVERHEAD
         _listener(reactor, config.tcp_endpoint, factory, config).setServiceParent(root)
     if workers is not None:

@@ -43,7 +43,7 @@ from imagecatcher.protocol import (
     decode_response,
     encode_request,
 )
-from imagecatcher.tcp import STREAM_MIN, TileProtocol
+from imagecatcher.tcp import STREAM_MIN, HeldBytes, TileProtocol
 
 #: The largest frame the fuzzed protocol accepts (a daemon with a small
 #: MAX_TILE_BYTES), so that over-long prefixes are cheap to reach.
@@ -69,6 +69,8 @@ STREAM_ONLY_REFUSALS = (
     "the image overlaps the request's fields",
     "too many bytes outside the image",
 )
+#: Why a big frame that must be kept whole is refused when too many are held.
+HELD_REFUSAL = "frames that cannot be streamed hold"
 
 _INT32 = st.one_of(
     st.integers(-3, 12),
@@ -516,13 +518,15 @@ def run_stream(
     sizes: list[int],
     modes: list[str],
     pause_at: list[int | None],
+    held_limit: int | None,
     leave_early: bool,
 ) -> None:
     """Feed ``stream`` to a TileProtocol and check everything it did."""
     clock = MemoryReactorClock()
     transport = StringTransport()
     handler = FuzzHandler(modes, pause_at, lambda: count_responses(transport.value()))
-    proto = TileProtocol(handler, idle_timeout=30.0)  # type: ignore[arg-type]
+    held = HeldBytes(held_limit)
+    proto = TileProtocol(handler, 30.0, held=held)  # type: ignore[arg-type]
     proto.callLater = clock.callLater  # type: ignore[method-assign, assignment]
     proto.max_frame = MAX_FRAME
     expected = reference_framing(stream.data)
@@ -550,6 +554,7 @@ def run_stream(
         f.check(RuntimeError) and "handler fault" in str(f.value) for f in failures
     ), failures
     assert clock.getDelayedCalls() == [], "a timer outlived the connection"
+    assert held.used == 0, "held bytes outlived the connection"
     for sink in handler.sinks:
         assert sink.state in ("finished", "discarded"), "a sink was left open"
     handed = {id(c.sink) for c in handler.calls if c.sink is not None}
@@ -589,6 +594,9 @@ def judge(
         if call is None:
             assert answered[i] == TileResponse(status=1, system_status=2)
             reason = next(reasons)
+            if HELD_REFUSAL in reason:
+                assert len(payload) >= STREAM_MIN, f"small frame {i} held: {reason}"
+                continue
             assert payload not in valid, f"well-formed frame {i} refused: {reason}"
             if whole is not None:
                 assert len(payload) >= STREAM_MIN, f"small frame {i} refused: {reason}"
@@ -625,21 +633,34 @@ _PAUSES = st.lists(
 )
 
 
+_HELD = st.one_of(
+    st.none(), st.sampled_from([STREAM_MIN, 3 * STREAM_MIN, 2 * MAX_FRAME])
+)
+
+
 @FUZZ
-@given(streams(), chunkings(), _MODES, _PAUSES)
+@given(streams(), chunkings(), _MODES, _PAUSES, _HELD)
 def test_fuzzed_streams_are_answered_in_order(
-    stream: Stream, sizes: list[int], modes: list[str], pause_at: list[int | None]
+    stream: Stream,
+    sizes: list[int],
+    modes: list[str],
+    pause_at: list[int | None],
+    held: int | None,
 ) -> None:
     """Any stream: every complete frame answered once and in order with what it
     holds, or one failure and a close after an over-long prefix; no sink open."""
-    run_stream(stream, sizes, modes, pause_at, leave_early=False)
+    run_stream(stream, sizes, modes, pause_at, held, leave_early=False)
 
 
 @settings(FUZZ, max_examples=150)
-@given(streams(), chunkings(), _MODES, _PAUSES)
+@given(streams(), chunkings(), _MODES, _PAUSES, _HELD)
 def test_fuzzed_streams_cut_off_by_the_peer(
-    stream: Stream, sizes: list[int], modes: list[str], pause_at: list[int | None]
+    stream: Stream,
+    sizes: list[int],
+    modes: list[str],
+    pause_at: list[int | None],
+    held: int | None,
 ) -> None:
     """A peer leaving at any point, tiles still being handled: nothing raises,
-    no sink stays open, no timer outlives the connection."""
-    run_stream(stream, sizes, modes, pause_at, leave_early=True)
+    no sink stays open, no timer or held byte outlives the connection."""
+    run_stream(stream, sizes, modes, pause_at, held, leave_early=True)
