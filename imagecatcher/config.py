@@ -108,6 +108,13 @@ def _as_count(value: Any) -> int:
     return count
 
 
+def _as_seconds(value: Any) -> float:
+    seconds = _as_float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"expected a finite number of seconds, 0 or more, got {value}")
+    return seconds
+
+
 def _as_driver(value: Any) -> str:
     driver = _as_str(value)
     if driver not in ("mysql", "sqlite"):
@@ -155,6 +162,10 @@ _SCHEMA: dict[str, _Kind] = {
     "UPLOAD_MAX_BYTES_PER_SECOND": _as_count,
     "MAX_TILE_BYTES": _as_int,
     "TCP_IDLE_TIMEOUT": _as_int,
+    "TCP_MAX_CONNECTIONS": _as_count,
+    "HTTP_MAX_CONNECTIONS": _as_count,
+    "HTTP_BODY_TIMEOUT": _as_seconds,
+    "HTTP_BODY_MIN_RATE": _as_count,
     "TILE_LEASE_SECONDS": _as_float,
     "JFS_MONGO_URL": _as_list,
     "JFS_MONGO_USER": _as_str,
@@ -219,6 +230,14 @@ class Config:
     upload_max_bytes_per_second: int = 0
     max_tile_bytes: int = 64 * 1024 * 1024
     tcp_idle_timeout: int = 300
+    #: Open TCP connections per worker process; more are closed at once (0 = any).
+    tcp_max_connections: int = 1000
+    #: Open HTTP connections per worker process; more are closed at once (0 = any).
+    http_max_connections: int = 1000
+    #: Seconds of each request-body window (0 = bodies are not watched).
+    http_body_timeout: float = 60.0
+    #: Bytes per second a request body must average over each window.
+    http_body_min_rate: int = 0
     tile_lease_seconds: float = 0.0
     jfs_mongo_url: tuple[str, ...] = ()
     jfs_mongo_user: str = ""

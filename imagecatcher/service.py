@@ -22,7 +22,6 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.server import Site
 
 from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.config import Config
@@ -38,7 +37,12 @@ from imagecatcher.storage.fs import FileStore
 from imagecatcher.storage.s3 import S3Store
 from imagecatcher.tcp import FRAME_OVERHEAD, PipelineHandler, TileFactory
 from imagecatcher.web.app import CatcherAPI
-from imagecatcher.web.request import CatcherRequest, NoKeepAliveChannel
+from imagecatcher.web.request import (
+    CatcherChannel,
+    CatcherRequest,
+    CatcherSite,
+    NoKeepAliveChannel,
+)
 
 log = Logger()
 
@@ -229,15 +233,22 @@ def build_service(
             lease_seconds=config.tile_lease_seconds,
             tiles_url_base=config.tiles_url_base,
         )
-        site = Site(api.resource())
-        site.requestFactory = _request_factory(
-            config.max_tile_bytes, pipeline.open_sink
+        site = CatcherSite(
+            api.resource(),
+            max_connections=config.http_max_connections,
+            reactor=reactor,
         )
-        if config.disable_so_keep_alive:
-            site.protocol = NoKeepAliveChannel  # type: ignore[method-assign,assignment]
+        site.requestFactory = _request_factory(config, pipeline.open_sink, reactor)
+        site.protocol = (
+            NoKeepAliveChannel if config.disable_so_keep_alive else CatcherChannel
+        )
         _listener(reactor, config.http_endpoint, site, config).setServiceParent(root)
     if config.tcp_endpoint:
-        factory = TileFactory(PipelineHandler(pipeline), float(config.tcp_idle_timeout))
+        factory = TileFactory(
+            PipelineHandler(pipeline),
+            float(config.tcp_idle_timeout),
+            max_connections=config.tcp_max_connections,
+        )
         factory.max_frame = config.max_tile_bytes + FRAME_OVERHEAD
         _listener(reactor, config.tcp_endpoint, factory, config).setServiceParent(root)
     if workers is not None:
@@ -253,7 +264,14 @@ def _started(fn: Callable[[], object]) -> Callable[[], Awaitable[object]]:
 
 
 def _request_factory(
-    max_tile_bytes: int, open_sink: Callable[[], TileSink]
+    config: Config, open_sink: Callable[[], TileSink], reactor: Any
 ) -> type[CatcherRequest]:
-    # Capture bodies stream into sinks from open_sink (Pipeline.open_sink).
-    return CatcherRequest.for_daemon(max_tile_bytes, open_sink)
+    # Capture bodies stream into sinks from open_sink (Pipeline.open_sink);
+    # every body is watched on the reactor (HTTP_BODY_TIMEOUT, _MIN_RATE).
+    return CatcherRequest.for_daemon(
+        config.max_tile_bytes,
+        open_sink,
+        clock=reactor,
+        body_timeout=config.http_body_timeout,
+        body_min_rate=config.http_body_min_rate,
+    )

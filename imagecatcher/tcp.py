@@ -12,6 +12,7 @@ memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from typing import Protocol as TypingProtocol
 
@@ -89,6 +90,7 @@ class _Frame:
     image: tuple[int, int] = (0, 0)
     sink: TileSink | None = None
     error: str = ""
+    held: int = 0  # bytes counted against the server's HeldBytes
 
 
 @attrs.frozen
@@ -100,6 +102,35 @@ class _Done:
     sink: TileSink | None = None
     error: str = ""  # not a request: answered with a failure
     too_long: bool = False  # the boundary is lost: answer once, then close
+    held: int = 0  # bytes counted against the server's HeldBytes
+
+
+class HeldBytes:
+    """The bytes of big frames kept whole in memory, across a server's connections.
+
+    A tile's image normally streams into a sink as it arrives.  A big frame
+    that cannot be streamed (sent ahead while an earlier one is handled, or
+    laid out so that its image is not located from its first 64 KiB) is kept
+    whole until it is answered; without a cap, peers sending such frames
+    slowly on many connections could hold ``max_frame`` bytes each.  Past
+    the cap a new such frame is read and dropped, and answered with status 1.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        #: Most bytes held at once; None = no cap.
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> bool:
+        """Count ``n`` more bytes, if they fit."""
+        if self.limit is not None and self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        """``n`` bytes taken before are released."""
+        self.used -= n
 
 
 class _SinkThrottle:
@@ -129,9 +160,17 @@ class TileProtocol(Protocol, TimeoutMixin):
 
     max_frame = 64 * 1024 * 1024 + FRAME_OVERHEAD
 
-    def __init__(self, handler: TileHandler, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        handler: TileHandler,
+        idle_timeout: float,
+        held: HeldBytes | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self._handler = handler
         self._idle_timeout = idle_timeout
+        self._held = held
+        self._on_close = on_close
         self._queue: list[_Done] = []
         self._busy = False
         self._paused: set[str] = set()
@@ -208,7 +247,25 @@ class TileProtocol(Protocol, TimeoutMixin):
             and not self._queue
             and hasattr(self._handler, "open_sink")
         )
-        return _Frame(length, "head" if can_stream else "whole")
+        frame = _Frame(length, "head" if can_stream else "whole")
+        if not can_stream and length >= STREAM_MIN:
+            self._hold(frame)
+        return frame
+
+    def _hold(self, frame: _Frame) -> None:
+        """Count a big frame kept whole, or drop it when too much is held."""
+        if self._held is None or self._held.take(frame.length):
+            frame.held = frame.length
+            return
+        frame.mode, frame.chunks, frame.head = "skip", [], bytearray()
+        frame.error = (
+            f"frames that cannot be streamed hold {self._held.used} bytes already;"
+            f" a {frame.length}-byte one would pass the limit of {self._held.limit}"
+        )
+
+    def _release_held(self, n: int) -> None:
+        if n and self._held is not None:
+            self._held.give(n)
 
     def _feed(self, frame: _Frame, chunk: memoryview) -> None:
         if frame.mode == "head":
@@ -252,6 +309,7 @@ class TileProtocol(Protocol, TimeoutMixin):
 
     def _keep_whole(self, frame: _Frame) -> None:
         frame.chunks, frame.head, frame.mode = [bytes(frame.head)], bytearray(), "whole"
+        self._hold(frame)
 
     def _route(self, frame: _Frame, chunk: memoryview, start: int) -> None:
         """Send the part of ``chunk`` (frame bytes from ``start``) inside the
@@ -275,7 +333,7 @@ class TileProtocol(Protocol, TimeoutMixin):
         if frame.mode == "whole":
             chunks = frame.chunks
             whole = bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
-            self._enqueue(_Done(frame=whole))
+            self._enqueue(_Done(frame=whole, held=frame.held))
         elif frame.mode == "head":  # the whole frame came before the image did
             self._enqueue(_Done(frame=bytes(frame.head)))
         elif frame.mode == "skip":
@@ -336,6 +394,12 @@ class TileProtocol(Protocol, TimeoutMixin):
                 self.setTimeout(self._idle_timeout or None)
 
     async def _handle(self, done: _Done) -> None:
+        try:
+            await self._answer(done)
+        finally:
+            self._release_held(done.held)
+
+    async def _answer(self, done: _Done) -> None:
         if done.error:
             log.warn(
                 "bad frame from {peer}: {reason}", peer=self._peer, reason=done.error
@@ -381,6 +445,7 @@ class TileProtocol(Protocol, TimeoutMixin):
     def _drop_queue(self) -> None:
         for done in self._queue:
             self._release(done.sink)
+            self._release_held(done.held)
         self._queue.clear()
 
     def timeoutConnection(self) -> None:
@@ -388,6 +453,10 @@ class TileProtocol(Protocol, TimeoutMixin):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        # Twisted leaves ``connected`` set; a handler finishing after the peer
+        # left must not re-arm the idle timer (it would hold this protocol,
+        # and abort a dead transport, TCP_IDLE_TIMEOUT seconds later).
+        self.connected = 0
         self.setTimeout(None)
         if self.partial_bytes:
             log.info(
@@ -400,24 +469,80 @@ class TileProtocol(Protocol, TimeoutMixin):
         self._drop_queue()
         if self._frame is not None:
             self._release(self._frame.sink)
+            self._release_held(self._frame.held)
         self._frame, self._prefix = None, bytearray()
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
+
+
+#: Frames kept whole that a server holds at once, in multiples of its largest
+#: frame (see :class:`HeldBytes`).
+HELD_FRAMES = 4
 
 
 class TileFactory(Factory):
-    """Builds a :class:`TileProtocol` per connection."""
+    """Builds a :class:`TileProtocol` per connection, up to ``max_connections``.
+
+    A connection beyond ``max_connections`` (``TCP_MAX_CONNECTIONS``; 0 = no
+    limit) is closed as soon as it is accepted, before any byte is read:
+    counted in :attr:`refused`, and logged once per run of refusals.
+    """
 
     #: Largest frame accepted (MAX_TILE_BYTES + FRAME_OVERHEAD in the daemon).
     max_frame = TileProtocol.max_frame
 
-    def __init__(self, handler: TileHandler, idle_timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        handler: TileHandler,
+        idle_timeout: float = 300.0,
+        max_connections: int = 0,
+    ) -> None:
         self._handler = handler
         self._idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        #: Connections open now.
+        self.open_connections = 0
+        #: Connections closed at once because ``max_connections`` were open.
+        self.refused = 0
+        self._refusing = False
+        self._refused_before = 0
+        #: Big frames kept whole, across this server's connections.
+        self.held = HeldBytes(None)
 
-    def buildProtocol(self, addr: Any) -> TileProtocol:
-        proto = TileProtocol(self._handler, self._idle_timeout)
+    def buildProtocol(self, addr: Any) -> TileProtocol | None:
+        limit = self.max_connections
+        if limit and self.open_connections >= limit:
+            self.refused += 1
+            if not self._refusing:
+                self._refusing, self._refused_before = True, self.refused - 1
+                log.warn(
+                    "closing TCP connection from {peer}: {n} are open, the limit"
+                    " (TCP_MAX_CONNECTIONS); more refusals are only counted"
+                    " until a connection is accepted again",
+                    peer=addr,
+                    n=self.open_connections,
+                )
+            return None
+        if self._refusing:
+            self._refusing = False
+            log.warn(
+                "accepting TCP connections again after refusing {n} at the limit"
+                " of {limit}",
+                n=self.refused - self._refused_before,
+                limit=limit,
+            )
+        self.held.limit = HELD_FRAMES * self.max_frame
+        proto = TileProtocol(
+            self._handler, self._idle_timeout, held=self.held, on_close=self._closed
+        )
         proto.max_frame = self.max_frame
         proto.factory = self
+        self.open_connections += 1
         return proto
+
+    def _closed(self) -> None:
+        self.open_connections -= 1
 
 
 class PipelineHandler:

@@ -1,9 +1,12 @@
-"""The twisted.web request and channel of the HTTP site.
+"""The twisted.web site, channel and request of the HTTP API.
 
 :class:`CatcherRequest` streams a ``capture-image-content`` body into a tile
 sink as it arrives (:class:`~imagecatcher.web.tilebody.TileBody`), keeps
 other request bodies in memory, capped, and lets a response carry the
-queue-status header names that contain spaces (§1.0, Q2).
+queue-status header names that contain spaces (§1.0, Q2).  A body that stops
+coming is dropped (:class:`BodyWatch`, ``HTTP_BODY_TIMEOUT`` and
+``HTTP_BODY_MIN_RATE``); :class:`CatcherSite` closes connections beyond
+``HTTP_MAX_CONNECTIONS`` as soon as they are accepted.
 """
 
 from __future__ import annotations
@@ -12,17 +15,21 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
-from twisted.web.server import Request
+from twisted.web.server import Request, Site
 
 from imagecatcher.domain import QueueStatus
-from imagecatcher.sink import TileSink
+from imagecatcher.sink import Producer, TileSink
 from imagecatcher.web.common import BodyTooLarge
 from imagecatcher.web.tilebody import TileBody
+
+log = Logger()
 
 #: Room for multipart framing and small fields around a tile in a form body.
 FORM_OVERHEAD = 64 * 1024
@@ -53,18 +60,19 @@ class QueueHeaders(Headers):
 class BodyBuffer:
     """An in-memory request body capped at ``limit`` bytes.
 
-    With a Content-Length the body lands in one preallocated buffer (no copy
-    per chunk, no temporary file); without one, chunks are joined once.  Past
-    the limit data is dropped and :attr:`too_large` is set, so the route can
-    answer 413 instead of twisted.web spooling the body to disk.
+    With a Content-Length the body lands in one buffer that grows as bytes
+    arrive (no copy per chunk, no temporary file; the declared length is
+    only a cap, so a client announcing 64 MiB and sending nothing costs
+    nothing); without one, chunks are joined once.  Past the limit data is
+    dropped and :attr:`too_large` is set, so the route can answer 413
+    instead of twisted.web spooling the body to disk.
     """
 
     def __init__(self, length: int | None, limit: int) -> None:
         self.too_large = length is not None and length > limit
         self._limit = limit
-        self._fixed = (
-            bytearray(length) if length is not None and not self.too_large else None
-        )
+        self._length = length
+        self._fixed = bytearray() if length is not None and not self.too_large else None
         self._chunks: list[bytes] = []
         self._size = 0
         self._pos = 0
@@ -75,10 +83,10 @@ class BodyBuffer:
             return
         end = self._size + len(data)
         if self._fixed is not None:
-            if end > len(self._fixed):
+            if self._length is not None and end > self._length:
                 self.too_large = True
                 return
-            self._fixed[self._size : end] = data
+            self._fixed += data
         else:
             if end > self._limit:
                 self.too_large, self._chunks = True, []
@@ -136,18 +144,32 @@ class CatcherRequest(Request):
     max_body = max_tile + FORM_OVERHEAD
     #: Opens the sink of a capture body; None buffers capture bodies too.
     open_sink: Callable[[], TileSink] | None = None
+    #: Schedules the body watch; None = bodies are not watched.
+    clock: IReactorTime | None = None
+    #: Seconds of each body window (HTTP_BODY_TIMEOUT); 0 = not watched.
+    body_timeout: float = 0.0
+    #: Bytes per second a body must average over each window (HTTP_BODY_MIN_RATE).
+    body_min_rate: int = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.responseHeaders = QueueHeaders()
         # twisted.web sets this per instance from the Site; routes parse forms.
         self._parsePOSTFormSubmission = False
+        self._watch: BodyWatch | None = None
 
     @classmethod
     def for_daemon(
-        cls, max_tile: int, open_sink: Callable[[], TileSink] | None
+        cls,
+        max_tile: int,
+        open_sink: Callable[[], TileSink] | None,
+        *,
+        clock: IReactorTime | None = None,
+        body_timeout: float = 0.0,
+        body_min_rate: int = 0,
     ) -> type[CatcherRequest]:
-        """The request class of one site: its tile limit and its tiles' sinks."""
+        """The request class of one site: its tile limit, its tiles' sinks and
+        how slow a body may come (``clock`` runs the watch)."""
 
         class DaemonRequest(CatcherRequest):
             def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -156,22 +178,59 @@ class CatcherRequest(Request):
 
         DaemonRequest.max_tile = max_tile
         DaemonRequest.max_body = max_tile + FORM_OVERHEAD
+        DaemonRequest.clock = clock
+        DaemonRequest.body_timeout = body_timeout
+        DaemonRequest.body_min_rate = body_min_rate
         return DaemonRequest
 
     def gotLength(self, length: int | None) -> None:
+        if self.clock is not None and self.body_timeout > 0 and length != 0:
+            self._watch = BodyWatch(
+                self.clock, self.body_timeout, self.body_min_rate, self._body_stalled
+            )
         open_sink = self.open_sink
         if open_sink is not None and self._is_capture():
             ctype = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
+            producer: Producer | None = IPushProducer(self.channel.transport, None)
+            if producer is not None and self._watch is not None:
+                producer = _WatchedProducer(producer, self._watch)
             self.content = TileBody(
                 open_sink,
                 ctype.decode("latin-1"),
                 length=length,
                 max_tile=self.max_tile,
                 max_body=self.max_body,
-                producer=IPushProducer(self.channel.transport, None),
+                producer=producer,
             )
         else:
             self.content = BodyBuffer(length, self.max_body)
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - twisted.web
+        if self._watch is not None:
+            self._watch.received(len(data))
+        super().handleContentChunk(data)
+
+    def requestReceived(  # noqa: N802 - twisted.web's name
+        self, command: bytes, path: bytes, version: bytes
+    ) -> None:
+        # The whole body is in: what follows is the route's time, not the client's.
+        if self._watch is not None:
+            self._watch.finish()
+        super().requestReceived(command, path, version)
+
+    def _body_stalled(self, received: float) -> None:
+        transport: Any = self.channel.transport
+        log.warn(
+            "dropping {peer}: {n} request body bytes in the last {seconds}s"
+            " (HTTP_BODY_TIMEOUT {seconds}s, HTTP_BODY_MIN_RATE {rate} bytes/s)",
+            peer=transport.getPeer(),
+            n=received,
+            seconds=self.body_timeout,
+            rate=self.body_min_rate,
+        )
+        if isinstance(self.content, TileBody):
+            self.content.abandon()  # the partial tile goes now, not at the close
+        transport.abortConnection()
 
     def _is_capture(self) -> bool:
         # The request line is still the channel's: Request.method and .uri
@@ -181,6 +240,8 @@ class CatcherRequest(Request):
         return method in (b"PUT", b"POST") and bool(_CAPTURE_TARGET.fullmatch(target))
 
     def connectionLost(self, reason: Failure) -> None:
+        if self._watch is not None:
+            self._watch.finish()
         # A client that leaves mid-body never reaches the route: nothing of
         # its tile may stay behind.
         if isinstance(self.content, TileBody):
@@ -199,7 +260,155 @@ def request_body(request: IRequest) -> memoryview:
     return memoryview(content.read())
 
 
-class NoKeepAliveChannel(HTTPChannel):
+class BodyWatch:
+    """Drops a request whose body stops coming (HTTP_BODY_TIMEOUT, HTTP_BODY_MIN_RATE).
+
+    Body bytes are counted in windows of ``window`` seconds; a window that
+    brings fewer than ``max(1, min_rate * window)`` bytes calls ``stalled``
+    with the count.  No window runs while the server itself holds the body
+    back (a tile sink pausing the connection: :meth:`stop`, then
+    :meth:`start` on resuming).  A window whose end is noticed late (the
+    reactor was busy, so the bytes may still wait unread in the kernel) is
+    not judged: a new one starts.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        window: float,
+        min_rate: int,
+        stalled: Callable[[int], None],
+    ) -> None:
+        self._clock = clock
+        self._window = window
+        self._need = max(1.0, min_rate * window)
+        self._stalled = stalled
+        self._call: IDelayedCall | None = None
+        self._received = 0
+        self._start = 0.0
+        self._done = False
+        self.start()
+
+    def received(self, n: int) -> None:
+        """``n`` more body bytes arrived."""
+        self._received += n
+
+    def start(self) -> None:
+        """Begin a new window (unless the body is over)."""
+        self.stop()
+        if self._done:
+            return
+        self._received, self._start = 0, self._clock.seconds()
+        self._call = self._clock.callLater(self._window, self._check)
+
+    def stop(self) -> None:
+        """No window runs until :meth:`start`."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def finish(self) -> None:
+        """The body is complete, or the connection gone: watch no more."""
+        self._done = True
+        self.stop()
+
+    def _check(self) -> None:
+        self._call = None
+        late = self._clock.seconds() - self._start - self._window
+        if self._received >= self._need or late > max(1.0, self._window / 4):
+            self.start()
+            return
+        self._done = True
+        self._stalled(self._received)
+
+
+class _WatchedProducer:
+    """The connection as a tile sink's producer: while the sink holds it
+    back, the body watch pauses too."""
+
+    def __init__(self, producer: Producer, watch: BodyWatch) -> None:
+        self._producer = producer
+        self._watch = watch
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self._watch.stop()
+        self._producer.pauseProducing()
+
+    def resumeProducing(self) -> None:  # noqa: N802 - Twisted's name
+        self._producer.resumeProducing()
+        self._watch.start()
+
+
+class CatcherChannel(HTTPChannel):
+    """An HTTP channel that tells its :class:`CatcherSite` when it closes."""
+
+    #: Called once when the connection is lost (set by the site).
+    on_close: Callable[[], None] | None = None
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
+        try:
+            super().connectionLost(reason)
+        finally:
+            on_close, self.on_close = self.on_close, None
+            if on_close is not None:
+                on_close()
+
+
+class CatcherSite(Site):
+    """A Site that closes connections beyond ``max_connections`` at once.
+
+    ``max_connections`` is ``HTTP_MAX_CONNECTIONS`` (0 = no limit).  A
+    connection beyond it is closed as soon as it is accepted, before any byte
+    is read: counted in :attr:`refused`, and logged once per run of refusals.
+    """
+
+    protocol = CatcherChannel  # type: ignore[assignment]
+
+    def __init__(
+        self, resource: Any, *, max_connections: int = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(resource, **kwargs)
+        self.max_connections = max_connections
+        #: Connections open now.
+        self.open_connections = 0
+        #: Connections closed at once because ``max_connections`` were open.
+        self.refused = 0
+        self._refusing = False
+        self._refused_before = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        limit = self.max_connections
+        if limit and self.open_connections >= limit:
+            self.refused += 1
+            if not self._refusing:
+                self._refusing, self._refused_before = True, self.refused - 1
+                log.warn(
+                    "closing HTTP connection from {peer}: {n} are open, the limit"
+                    " (HTTP_MAX_CONNECTIONS); more refusals are only counted"
+                    " until a connection is accepted again",
+                    peer=addr,
+                    n=self.open_connections,
+                )
+            return None
+        if self._refusing:
+            self._refusing = False
+            log.warn(
+                "accepting HTTP connections again after refusing {n} at the limit"
+                " of {limit}",
+                n=self.refused - self._refused_before,
+                limit=limit,
+            )
+        channel = super().buildProtocol(addr)
+        if isinstance(channel, CatcherChannel):
+            channel.on_close = self._closed
+            self.open_connections += 1
+        return channel
+
+    def _closed(self) -> None:
+        self.open_connections -= 1
+
+
+class NoKeepAliveChannel(CatcherChannel):
     """An HTTP channel that closes after each response (DISABLE_SO_KEEP_ALIVE)."""
 
     def checkPersistence(self, request: Any, version: bytes) -> bool:
