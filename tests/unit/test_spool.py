@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -141,6 +143,30 @@ def test_temporary_files_are_removed(spool: Spool, spool_dir: Path) -> None:
     _old(spool_dir / ".tmp-", b"")
     assert run(spool.entries()) == [entry]
     assert _names(spool_dir) == [f"{entry.stem}.json", f"{entry.stem}.tile"]
+
+
+def test_temporary_files_of_dead_writers_go_at_once(
+    spool: Spool, spool_dir: Path
+) -> None:
+    """A recent .tmp-<pid>-* of a process that is gone is removed; this
+    process's own and a live process's stay until they are old."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    entry = _entry()
+    run(spool.put(entry, b"tile bytes"))
+    assert _names(spool_dir) == [f"{entry.stem}.json", f"{entry.stem}.tile"]
+    (spool_dir / f".tmp-{gone.pid}-abc").write_bytes(b"half a tile")
+    (spool_dir / f".tmp-{os.getpid()}-def").write_bytes(b"being written")
+    (spool_dir / ".tmp-1-ghi").write_bytes(b"pid 1 is alive")
+    assert run(spool.entries()) == [entry]
+    assert _names(spool_dir) == sorted(
+        [
+            f"{entry.stem}.json",
+            f"{entry.stem}.tile",
+            f".tmp-{os.getpid()}-def",
+            ".tmp-1-ghi",
+        ]
+    )
 
 
 @pytest.mark.parametrize(
