@@ -23,15 +23,19 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from imagecatcher.fsio import DirSyncer
+
+log = Logger()
 
 #: Subdirectory where tiles bound for a remote store are received.
 INCOMING = "incoming"
@@ -174,10 +178,17 @@ def _claim(meta: Path, entry: SpoolEntry) -> SpoolClaim | None:
 class Spool:
     """A directory of spooled tiles."""
 
-    def __init__(self, directory: Path, reactor: Any, threadpool: ThreadPool) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        reactor: Any,
+        threadpool: ThreadPool,
+        notify: Callable[[str], None] = lambda text: None,
+    ) -> None:
         self._dir = directory
         self._reactor = reactor
         self._pool = threadpool
+        self._notify = notify
         self._dirsync = DirSyncer(reactor, threadpool)
 
     @property
@@ -268,9 +279,9 @@ class Spool:
         """Set a damaged entry aside (renamed ``*.bad``), never deleted."""
         await self._thread(self._quarantine, entry)
 
-    def _entries(self) -> list[SpoolEntry]:
+    def _entries(self) -> tuple[list[SpoolEntry], list[str]]:
         if not self._dir.is_dir():
-            return []
+            return [], []
         found = []
         damaged = set()
         for meta in self._dir.glob("*.json"):
@@ -303,9 +314,21 @@ class Spool:
                         stray.unlink(missing_ok=True)
                 except FileNotFoundError:
                     pass
-        return found
+        return found, sorted(damaged)
 
     async def entries(self) -> list[SpoolEntry]:
-        """Every complete entry, oldest tile id first; removes interrupted writes."""
-        result: list[SpoolEntry] = await self._thread(self._entries)
-        return result
+        """Every complete entry, oldest tile id first; removes interrupted writes.
+
+        Entries whose metadata does not parse are set aside (``*.bad``), logged
+        and notified: their tiles were acknowledged and are not uploaded.
+        """
+        found: list[SpoolEntry]
+        found, damaged = await self._thread(self._entries)
+        for stem in damaged:
+            message = (
+                f"Spool entry {self._dir / stem}.json is damaged: set aside with its"
+                " tile as *.bad, not uploaded"
+            )
+            log.error("{message}", message=message)
+            self._notify(message)
+        return found

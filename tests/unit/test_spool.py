@@ -190,6 +190,18 @@ def test_corrupt_json_is_set_aside(spool: Spool, spool_dir: Path, raw: bytes) ->
     assert not (spool_dir / "9-deadbeef.json").exists()
 
 
+def test_setting_damaged_metadata_aside_is_notified(spool_dir: Path) -> None:
+    """Each entry set aside for damaged metadata is notified, naming its file."""
+    told: list[str] = []
+    spool = Spool(spool_dir, ImmediateReactor(), SyncThreadPool(), told.append)
+    entry = _entry()
+    run(spool.put(entry, b"tile bytes"))
+    (spool_dir / f"{entry.stem}.json").write_bytes(b"{truncated")
+    assert run(spool.entries()) == []
+    assert len(told) == 1 and f"{spool_dir / entry.stem}.json is damaged" in told[0]
+    assert run(spool.entries()) == [] and len(told) == 1  # set aside once
+
+
 def test_json_with_bad_checksum_hex_or_extra_key_is_set_aside(
     spool: Spool, spool_dir: Path
 ) -> None:
