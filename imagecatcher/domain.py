@@ -31,6 +31,12 @@ class Unavailable(CatcherError):
     """A dependency (database, store) failed a health check (HTTP 500)."""
 
 
+class DatabaseError(Unavailable):
+    """The database could not run a transaction now: it is down, the
+    connection dropped, a lock wait timed out.  The message is the driver's
+    (HTTP 500, TCP status 1 with system status RED)."""
+
+
 class CalibrationError(CatcherError):
     """A calibration could not be parsed or imported."""
 

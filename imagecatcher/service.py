@@ -170,7 +170,7 @@ def build_service(
     pipeline = Pipeline(
         repo,
         store,
-        Spool(Path(config.spool_dir), reactor, threads),
+        Spool(Path(config.spool_dir), reactor, threads, notifier.notify),
         reactor,
         threads,
         tile_stage=Stage(

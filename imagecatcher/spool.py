@@ -3,10 +3,10 @@
 A tile that cannot be stored at once (the store is down, slow or its queue is
 full) is written here before it is acknowledged: the bytes go to
 ``<tile_id>-<sha1>.tile`` and what is needed to upload them later to
-``<tile_id>-<sha1>.json``, each via a temporary file, fsync and rename, then
-the directory is fsync'd.  An entry exists only when its JSON file does, so a
-crash half-way leaves either a complete entry or debris that :meth:`Spool.entries`
-removes.  All file I/O runs on a thread pool.
+``<tile_id>-<sha1>.json``, each via a temporary file (``.tmp-<pid>-*``),
+fsync and rename, then the directory is fsync'd.  An entry exists only when
+its JSON file does, so a crash half-way leaves either a complete entry or
+debris that :meth:`Spool.entries` removes.  All file I/O runs on a thread pool.
 
 Several worker processes may share one spool directory.  Whoever uploads an
 entry first takes :meth:`Spool.claim` on it: an exclusive, non-blocking
@@ -23,21 +23,27 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from imagecatcher.fsio import DirSyncer
+
+log = Logger()
 
 #: Subdirectory where tiles bound for a remote store are received.
 INCOMING = "incoming"
 #: Seconds after which a file without metadata is debris of a crash, not a
 #: write another worker is finishing.
 DEBRIS_AGE = 300.0
+#: Temporary files of an atomic write: ``.tmp-<pid of the writer>-<random>``.
+TMP_PREFIX = ".tmp-"
 
 
 @attrs.frozen
@@ -80,7 +86,7 @@ class SpoolEntry:
 
 
 def _write_atomic(path: Path, data: bytes | memoryview) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -90,6 +96,24 @@ def _write_atomic(path: Path, data: bytes | memoryview) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether the temporary file ``name`` was left by a process that is gone.
+
+    Names without a pid (older versions) and this process's own never count:
+    their age decides.
+    """
+    pid_text = name[len(TMP_PREFIX) :].split("-", 1)[0]
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -154,10 +178,17 @@ def _claim(meta: Path, entry: SpoolEntry) -> SpoolClaim | None:
 class Spool:
     """A directory of spooled tiles."""
 
-    def __init__(self, directory: Path, reactor: Any, threadpool: ThreadPool) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        reactor: Any,
+        threadpool: ThreadPool,
+        notify: Callable[[str], None] = lambda text: None,
+    ) -> None:
         self._dir = directory
         self._reactor = reactor
         self._pool = threadpool
+        self._notify = notify
         self._dirsync = DirSyncer(reactor, threadpool)
 
     @property
@@ -248,9 +279,9 @@ class Spool:
         """Set a damaged entry aside (renamed ``*.bad``), never deleted."""
         await self._thread(self._quarantine, entry)
 
-    def _entries(self) -> list[SpoolEntry]:
+    def _entries(self) -> tuple[list[SpoolEntry], list[str]]:
         if not self._dir.is_dir():
-            return []
+            return [], []
         found = []
         damaged = set()
         for meta in self._dir.glob("*.json"):
@@ -271,19 +302,33 @@ class Spool:
         now = time.time()
         for stray in self._dir.iterdir():
             # Data without metadata: a write interrupted before it was
-            # acknowledged.  Only old debris goes: another worker may be
+            # acknowledged.  A temporary file of a process that is gone goes
+            # at once; other debris only when old: another worker may be
             # between its rename and its metadata write right now.
-            if stray.name.startswith(".tmp-") or (
-                stray.suffix == ".tile" and stray.stem not in stems
-            ):
+            temporary = stray.name.startswith(TMP_PREFIX)
+            if temporary and _writer_gone(stray.name):
+                stray.unlink(missing_ok=True)
+            elif temporary or (stray.suffix == ".tile" and stray.stem not in stems):
                 try:
                     if now - stray.stat().st_mtime > DEBRIS_AGE:
                         stray.unlink(missing_ok=True)
                 except FileNotFoundError:
                     pass
-        return found
+        return found, sorted(damaged)
 
     async def entries(self) -> list[SpoolEntry]:
-        """Every complete entry, oldest tile id first; removes interrupted writes."""
-        result: list[SpoolEntry] = await self._thread(self._entries)
-        return result
+        """Every complete entry, oldest tile id first; removes interrupted writes.
+
+        Entries whose metadata does not parse are set aside (``*.bad``), logged
+        and notified: their tiles were acknowledged and are not uploaded.
+        """
+        found: list[SpoolEntry]
+        found, damaged = await self._thread(self._entries)
+        for stem in damaged:
+            message = (
+                f"Spool entry {self._dir / stem}.json is damaged: set aside with its"
+                " tile as *.bad, not uploaded"
+            )
+            log.error("{message}", message=message)
+            self._notify(message)
+        return found

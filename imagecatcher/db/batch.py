@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from imagecatcher.db.dialect import Cursor
-from imagecatcher.db.pool import Database
+from imagecatcher.db.pool import Database, as_database_error
 
 log = Logger()
 T = TypeVar("T")
@@ -101,6 +101,6 @@ class WriteBatcher:
                     self.items += 1
                     item.done.callback(value)
                 else:
-                    item.done.errback(Failure(value))
+                    item.done.errback(Failure(as_database_error(value)))
         if self._queue and self._call is None:
             self._start()

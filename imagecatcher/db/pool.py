@@ -2,8 +2,13 @@
 
 Every interaction runs in a pool thread inside one transaction: returning
 commits, raising rolls back (STYLE §5).  A dropped MySQL link surfaces as
-``adbapi.ConnectionLost``; :meth:`Database.run` retries it once, and only
-when the caller says the interaction is safe to repeat.
+``adbapi.ConnectionLost``; :meth:`Database.run_idempotent` retries it once,
+and only when the caller says the interaction is safe to repeat.  Errors that
+mean the database cannot work now (down, link lost, lock wait timed out:
+the drivers' ``OperationalError`` and ``InterfaceError``) reach callers as
+:class:`~imagecatcher.domain.DatabaseError` with the driver's message, an
+expected failure that is logged as a line, not a traceback; errors about a
+statement (``IntegrityError``, which callers handle) pass unchanged.
 """
 
 from __future__ import annotations
@@ -12,15 +17,37 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pymysql
+
 from twisted.enterprise import adbapi
 from twisted.logger import Logger
 
 from imagecatcher.config import Config
+from imagecatcher.db import sqlite_dbapi
 from imagecatcher.db.dialect import Dialect, MySQLDialect, SQLiteDialect
+from imagecatcher.domain import DatabaseError
 
 T = TypeVar("T")
 
 log = Logger()
+
+
+#: Driver errors meaning that the database cannot run the work now.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    adbapi.ConnectionLost,
+    pymysql.err.OperationalError,
+    pymysql.err.InterfaceError,
+    sqlite_dbapi.OperationalError,
+)
+
+
+def as_database_error(error: Exception) -> Exception:
+    """:class:`DatabaseError` for a driver error of :data:`UNAVAILABLE`, else ``error``."""
+    if isinstance(error, DatabaseError) or not isinstance(error, UNAVAILABLE):
+        return error
+    if isinstance(error, adbapi.ConnectionLost):
+        return DatabaseError("the connection to the database was lost")
+    return DatabaseError(str(error) or type(error).__name__)
 
 
 class DatabaseUnavailable(Exception):
@@ -40,8 +67,10 @@ class Database:
         *args: Any,
     ) -> T:
         """Run ``fn(cursor, *args)`` in one transaction on a pool thread."""
-        result: T = await self._pool.runInteraction(self._interaction, fn, args)
-        return result
+        try:
+            return await self._run(fn, args)
+        except UNAVAILABLE as e:
+            raise as_database_error(e) from e
 
     async def run_idempotent(
         self,
@@ -50,10 +79,17 @@ class Database:
     ) -> T:
         """Like :meth:`run`, retried once on a dropped connection."""
         try:
-            return await self.run(fn, *args)
-        except adbapi.ConnectionLost:
-            log.warn("database connection lost; retrying {fn}", fn=fn.__name__)
-            return await self.run(fn, *args)
+            try:
+                return await self._run(fn, args)
+            except adbapi.ConnectionLost:
+                log.warn("database connection lost; retrying {fn}", fn=fn.__name__)
+                return await self._run(fn, args)
+        except UNAVAILABLE as e:
+            raise as_database_error(e) from e
+
+    async def _run(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        result: T = await self._pool.runInteraction(self._interaction, fn, args)
+        return result
 
     def _interaction(self, txn: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         cursor = self.dialect.wrap(txn)
@@ -121,16 +157,12 @@ def check_database(config: Config) -> None:
                 f"SQLITE_PATH: database file {str(path)!r} does not exist"
                 " (create it with: imagecatcher-tools --config ... db-init)"
             )
-        from imagecatcher.db import sqlite_dbapi
-
         try:
             conn = sqlite_dbapi.connect(str(path))
         except sqlite_dbapi.Error as e:
             raise DatabaseUnavailable(f"SQLITE_PATH: cannot open {path}: {e}") from e
         dialect: Dialect = SQLiteDialect()
     else:
-        import pymysql
-
         args = config.mysql_args()
         try:
             conn = pymysql.connect(connect_timeout=5, **args)

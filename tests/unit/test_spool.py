@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -143,6 +145,30 @@ def test_temporary_files_are_removed(spool: Spool, spool_dir: Path) -> None:
     assert _names(spool_dir) == [f"{entry.stem}.json", f"{entry.stem}.tile"]
 
 
+def test_temporary_files_of_dead_writers_go_at_once(
+    spool: Spool, spool_dir: Path
+) -> None:
+    """A recent .tmp-<pid>-* of a process that is gone is removed; this
+    process's own and a live process's stay until they are old."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    entry = _entry()
+    run(spool.put(entry, b"tile bytes"))
+    assert _names(spool_dir) == [f"{entry.stem}.json", f"{entry.stem}.tile"]
+    (spool_dir / f".tmp-{gone.pid}-abc").write_bytes(b"half a tile")
+    (spool_dir / f".tmp-{os.getpid()}-def").write_bytes(b"being written")
+    (spool_dir / ".tmp-1-ghi").write_bytes(b"pid 1 is alive")
+    assert run(spool.entries()) == [entry]
+    assert _names(spool_dir) == sorted(
+        [
+            f"{entry.stem}.json",
+            f"{entry.stem}.tile",
+            f".tmp-{os.getpid()}-def",
+            ".tmp-1-ghi",
+        ]
+    )
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -162,6 +188,18 @@ def test_corrupt_json_is_set_aside(spool: Spool, spool_dir: Path, raw: bytes) ->
     assert run(spool.entries()) == [good]
     assert (spool_dir / "9-deadbeef.json.bad").read_bytes() == raw
     assert not (spool_dir / "9-deadbeef.json").exists()
+
+
+def test_setting_damaged_metadata_aside_is_notified(spool_dir: Path) -> None:
+    """Each entry set aside for damaged metadata is notified, naming its file."""
+    told: list[str] = []
+    spool = Spool(spool_dir, ImmediateReactor(), SyncThreadPool(), told.append)
+    entry = _entry()
+    run(spool.put(entry, b"tile bytes"))
+    (spool_dir / f"{entry.stem}.json").write_bytes(b"{truncated")
+    assert run(spool.entries()) == []
+    assert len(told) == 1 and f"{spool_dir / entry.stem}.json is damaged" in told[0]
+    assert run(spool.entries()) == [] and len(told) == 1  # set aside once
 
 
 def test_json_with_bad_checksum_hex_or_extra_key_is_set_aside(
