@@ -468,10 +468,20 @@ class Pipeline:
         )
         collection = acq.collection(self._mapping)
         if self._local is not None:
-            self._refuse_if_full(0)
+            self._refuse_if_full(received.size)
             obj = await self._local.place(received.path, received.md5, collection, path)
             kept[0] = True
-            recorded = await self._record(acq, name, content, obj, existing)
+            self.watch.consumed(received.size)
+            try:
+                recorded = await self._record(acq, name, content, obj, existing)
+            except BaseException:
+                # Not acknowledged: the store goes back to what the database
+                # says (the previous content, or nothing).
+                await self._local.undo(obj)
+                raise
+            Deferred.fromCoroutine(self._local.settle(obj)).addErrback(
+                lambda f: log.failure("settling {key}", f, key=obj.key)
+            )
             return self._captured(
                 acq, recorded.tile, name, obj.key, path, received.sha1
             )

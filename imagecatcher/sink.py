@@ -45,6 +45,8 @@ MAX_PENDING = 16 * BATCH_BYTES
 #: Written bytes after which the writing thread starts their write-back
 #: (fdatasync), so that the fsync after the last byte has little left to do.
 SYNC_EVERY = 4 * 1024 * 1024
+#: Chunks shorter than this are copied together rather than kept one by one.
+SMALL_CHUNK = 16 * 1024
 #: Jobs a lane runs before it reports their outcomes to the reactor.
 REPORT_EVERY = 4
 #: Temporary files are ``<prefix><pid>-<n>.part``: a restart removes those of
@@ -109,7 +111,10 @@ def remove_stale_parts(directory: Path) -> int:
     if not directory.is_dir():
         return 0
     removed = 0
-    for part in directory.glob(f"{PART_PREFIX}*.part"):
+    for part in [
+        *directory.glob(f"{PART_PREFIX}*.part"),
+        *directory.glob(f"{PART_PREFIX}*.part.prev"),
+    ]:
         pid_text = part.name[len(PART_PREFIX) :].split("-", 1)[0]
         if pid_text.isdigit() and _alive(int(pid_text)):
             continue
@@ -249,6 +254,7 @@ class TileSink:
         self._path: Path | None = None
         self._unsynced = 0
         self._batch: list[bytes | bytearray | memoryview] = []
+        self._small = bytearray()
         self._batch_bytes = 0
         self.size = 0
         self._pending = 0
@@ -273,7 +279,9 @@ class TileSink:
         return self._limit is not None and self.size > self._limit
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Take the next chunk (kept by reference until its batch is written)."""
+        """Take the next chunk: kept by reference until its batch is written,
+        or, when small, copied into a buffer (a peer sending tiny segments
+        must not pin an object per byte)."""
         if self._finished or self._discarded:
             raise RuntimeError("write to a finished tile sink")
         self.size += len(data)
@@ -281,12 +289,24 @@ class TileSink:
             return  # counted, not kept: the tile is refused at finish
         if not len(data):
             return
-        self._batch.append(data)
+        if len(data) < SMALL_CHUNK:
+            self._small += data
+            if len(self._small) >= SMALL_CHUNK:
+                self._take_small()
+        else:
+            self._take_small()
+            self._batch.append(data)
         self._batch_bytes += len(data)
         if self._batch_bytes >= BATCH_BYTES:
             self._flush()
 
+    def _take_small(self) -> None:
+        if self._small:
+            self._batch.append(bytes(self._small))
+            self._small = bytearray()
+
     def _flush(self) -> None:
+        self._take_small()
         chunks, n = self._batch, self._batch_bytes
         self._batch, self._batch_bytes = [], 0
         self._pending += n
@@ -340,7 +360,7 @@ class TileSink:
         if self._finished:
             raise RuntimeError("tile sink finished twice")
         self._finished = True
-        if self._batch:
+        if self._batch or self._small:
             self._flush()
         self._io_lane.submit(lambda: self._last_write(sync), lambda ok, value: None)
         failures: list[Failure] = []
@@ -396,7 +416,7 @@ class TileSink:
         if self._discarded:
             return
         self._discarded = True
-        self._batch, self._batch_bytes = [], 0
+        self._batch, self._batch_bytes, self._small = [], 0, bytearray()
         if self._producer is not None and self._paused:
             self._paused = False
             self._producer.resumeProducing()

@@ -357,6 +357,11 @@ class SpoolWatch:
             free=tuple((d, f - size) for d, f in s.free),
         )
 
+    def consumed(self, size: int) -> None:
+        """Count ``size`` bytes just written outside the spool until the next look."""
+        s = self.stats
+        self.stats = attrs.evolve(s, free=tuple((d, f - size) for d, f in s.free))
+
     def stop(self) -> None:
         """Stop looking."""
         if self._loop is not None and self._loop.running:

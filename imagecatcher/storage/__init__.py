@@ -96,4 +96,12 @@ class LocalStore(ContentStore, Protocol):
         self, source: Path, md5: bytes, collection: str, path: str
     ) -> StoredObject:
         """Rename ``source`` (in :attr:`staging_dir`, fsync'd, its MD5 checked
-        while received) to ``<collection>/<path>`` durably; StoreError if not."""
+        while received) to ``<collection>/<path>`` durably; StoreError if not.
+        Then :meth:`settle` or :meth:`undo` it once its record is written or
+        refused."""
+
+    async def settle(self, obj: StoredObject) -> None:
+        """The placement is recorded: drop what it replaced."""
+
+    async def undo(self, obj: StoredObject) -> None:
+        """The placement could not be recorded: restore what it replaced."""

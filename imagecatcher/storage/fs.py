@@ -113,6 +113,9 @@ class FileStore:
         )
         self._lock = threading.Lock()
         self._dirsync = DirSyncer(reactor, threadpool)
+        # Placements whose database record is pending: location -> (file,
+        # hard link to the file it replaced or None).
+        self._placed: dict[str, tuple[Path, Path | None]] = {}
 
     @property
     def staging_dir(self) -> Path:
@@ -152,12 +155,30 @@ class FileStore:
         self._remember(key, path, md5)
         return path
 
-    def _rename_into(self, key: str, source: Path, md5: bytes) -> Path:
+    def _rename_into(
+        self, key: str, source: Path, md5: bytes
+    ) -> tuple[Path, Path | None]:
         path = self._file(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # The file it replaces stays reachable (a hard link in the staging
+        # directory) until the caller's transaction settles: see undo().
+        link = source.with_name(source.name + ".prev")
+        previous: Path | None = link
+        try:
+            os.link(path, link)
+        except FileNotFoundError:
+            previous = None
         os.replace(source, path)
         self._remember(key, path, md5)
-        return path
+        return path, previous
+
+    def _undo(self, path: Path, previous: Path | None) -> None:
+        if previous is not None:
+            os.replace(previous, path)
+        else:
+            path.unlink(missing_ok=True)
+        with self._lock:
+            self._written.clear()
 
     def _remember(self, key: str, path: Path, md5: bytes) -> None:
         identity = _identity(os.stat(path))
@@ -248,14 +269,31 @@ class FileStore:
         name = path_key(collection, path)
         if source.parent != self.staging_dir:
             raise StoreError(f"place {name!r}: {source} is not in {self.staging_dir}")
-        placed = await self._in_thread(
+        placed, previous = await self._in_thread(
             "put", name, self._rename_into, name, source, md5
         )
+        obj = StoredObject(object_key(name), "file://" + quote(str(placed)))
+        self._placed[obj.location_url] = (placed, previous)
         try:
             await self._dirsync.sync(placed.parent)
         except OSError as e:
+            await self.undo(obj)
             raise StoreError(f"put {name!r} in {self._root}: {e.strerror or e}") from e
-        return StoredObject(object_key(name), "file://" + quote(str(placed)))
+        return obj
+
+    async def settle(self, obj: StoredObject) -> None:
+        """The placement of ``obj`` is recorded: forget the file it replaced."""
+        _placed, previous = self._placed.pop(obj.location_url, (None, None))
+        if previous is not None:
+            await self._in_thread("delete", str(previous), previous.unlink, True)
+
+    async def undo(self, obj: StoredObject) -> None:
+        """The placement of ``obj`` could not be recorded: put back what was
+        there before (or nothing), so the store matches the database."""
+        placed, previous = self._placed.pop(obj.location_url, (None, None))
+        if placed is not None:
+            await self._in_thread("put", str(placed), self._undo, placed, previous)
+            await self._dirsync.sync(placed.parent)
 
     def _name(self, obj: StoredObject) -> str:
         """The object name (relative path under the root) of ``obj``."""

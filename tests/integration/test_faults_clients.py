@@ -109,8 +109,8 @@ def test_hostile_tcp_peers_do_not_disturb_a_rig(tmp_path: Path) -> None:
             lambda: all(_closed(s) for s in [*silent, stalled]),
             timeout=IDLE + 10,
         )
-        for s in [*silent, stalled]:
-            s.close()
+        for peer in [*silent, stalled]:
+            peer.close()
         store = tmp_path / "objects"
         wait_for(
             "nothing left in .incoming",

@@ -217,13 +217,6 @@ def test_database_down_at_start_up(tmp_path: Path, faultdb: StoppableMariaDB) ->
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.py (lead's file): with the file store a tile is renamed into"
-    " place before its database transaction; when that transaction fails the file"
-    " stays (a stray file) and a refused re-capture has already replaced the"
-    " acknowledged bytes, so the stored content no longer matches its checksum",
-)
 def test_tile_refused_by_the_database_leaves_the_file_store_as_it_was(
     tmp_path: Path, faultdb: StoppableMariaDB
 ) -> None:

@@ -234,14 +234,6 @@ def test_full_file_store_disk_refuses_tiles_until_room_returns(
         assert "refusing tiles:" in log and "bytes free" in log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.py (lead's file): a tile for the file store is admitted by"
-    " _refuse_if_full(0) against SpoolWatch.stats, up to 1 s old, which do not"
-    " count the tiles placed since (spooled tiles are counted by watch.added),"
-    " so a rig sending faster than one tile a second takes the disk below"
-    " SPOOL_MIN_FREE_BYTES",
-)
 def test_own_tiles_never_take_the_file_store_disk_below_the_minimum(
     tmp_path: Path, engine_config: Config
 ) -> None:

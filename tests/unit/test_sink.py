@@ -184,3 +184,16 @@ def test_directory_syncs_are_shared_while_one_runs(tmp_path: Path) -> None:
     on_result, func, args = pool.held.pop(0)
     on_result(True, func(*args))  # type: ignore[operator]
     assert all(result_of(d) is None for d in later) and syncer.syncs == 2
+
+
+def test_tiny_chunks_are_gathered_not_kept_one_by_one(tmp_path: Path) -> None:
+    """A peer sending one byte at a time does not pin an object per byte: the
+    bytes are gathered, and the file still holds them in order."""
+    data = os.urandom(40_000)
+    sink = factory(tmp_path).open()
+    for i in range(len(data)):
+        sink.write(data[i : i + 1])
+    assert len(sink._batch) <= len(data) // (16 * 1024) + 1
+    received = run(sink.finish())
+    assert received.path.read_bytes() == data
+    assert received.md5 == hashlib.md5(data).digest()
