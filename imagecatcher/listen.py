@@ -255,3 +255,56 @@ class ReusePortListener(Service):
             return None
         result: Deferred[None] | None = port.stopListening()
         return result
+
+
+class ConnectionLimit:
+    """Admission of new connections up to ``max_connections`` (0: no limit).
+
+    A refusal is counted in :attr:`refused` and logged once per run of
+    refusals, with a second line when connections are accepted again.  The
+    owner counts :attr:`open_connections` up when it builds a protocol and
+    down when one closes.
+    """
+
+    def __init__(self, kind: str, key: str, max_connections: int = 0) -> None:
+        self._kind = kind
+        self._key = key
+        self.max_connections = max_connections
+        #: Connections open now.
+        self.open_connections = 0
+        #: Connections closed at once because ``max_connections`` were open.
+        self.refused = 0
+        self._refusing = False
+        self._refused_before = 0
+
+    def admit(self, addr: Any) -> bool:
+        """Whether a connection from ``addr`` may be served."""
+        limit = self.max_connections
+        if limit and self.open_connections >= limit:
+            self.refused += 1
+            if not self._refusing:
+                self._refusing, self._refused_before = True, self.refused - 1
+                log.warn(
+                    "closing {kind} connection from {peer}: {n} are open, the limit"
+                    " ({key}); more refusals are only counted until a connection"
+                    " is accepted again",
+                    kind=self._kind,
+                    key=self._key,
+                    peer=addr,
+                    n=self.open_connections,
+                )
+            return False
+        if self._refusing:
+            self._refusing = False
+            log.warn(
+                "accepting {kind} connections again after refusing {n} at the"
+                " limit of {limit}",
+                kind=self._kind,
+                n=self.refused - self._refused_before,
+                limit=limit,
+            )
+        return True
+
+    def closed(self) -> None:
+        """One connection admitted before has closed."""
+        self.open_connections -= 1

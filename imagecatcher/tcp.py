@@ -26,6 +26,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from imagecatcher.domain import BadParameter, CatcherError, NotFound, QueueColour
+from imagecatcher.listen import ConnectionLimit
 from imagecatcher.names import TileName, tile_name_for
 from imagecatcher.pipeline import Pipeline, TileUpload
 from imagecatcher.protocol import (
@@ -500,49 +501,34 @@ class TileFactory(Factory):
     ) -> None:
         self._handler = handler
         self._idle_timeout = idle_timeout
-        self.max_connections = max_connections
-        #: Connections open now.
-        self.open_connections = 0
-        #: Connections closed at once because ``max_connections`` were open.
-        self.refused = 0
-        self._refusing = False
-        self._refused_before = 0
+        self.limit = ConnectionLimit("TCP", "TCP_MAX_CONNECTIONS", max_connections)
         #: Big frames kept whole, across this server's connections.
         self.held = HeldBytes(None)
 
+    @property
+    def open_connections(self) -> int:
+        """Connections open now."""
+        return self.limit.open_connections
+
+    @property
+    def refused(self) -> int:
+        """Connections closed at once because ``max_connections`` were open."""
+        return self.limit.refused
+
     def buildProtocol(self, addr: Any) -> TileProtocol | None:
-        limit = self.max_connections
-        if limit and self.open_connections >= limit:
-            self.refused += 1
-            if not self._refusing:
-                self._refusing, self._refused_before = True, self.refused - 1
-                log.warn(
-                    "closing TCP connection from {peer}: {n} are open, the limit"
-                    " (TCP_MAX_CONNECTIONS); more refusals are only counted"
-                    " until a connection is accepted again",
-                    peer=addr,
-                    n=self.open_connections,
-                )
+        if not self.limit.admit(addr):
             return None
-        if self._refusing:
-            self._refusing = False
-            log.warn(
-                "accepting TCP connections again after refusing {n} at the limit"
-                " of {limit}",
-                n=self.refused - self._refused_before,
-                limit=limit,
-            )
         self.held.limit = HELD_FRAMES * self.max_frame
         proto = TileProtocol(
-            self._handler, self._idle_timeout, held=self.held, on_close=self._closed
+            self._handler,
+            self._idle_timeout,
+            held=self.held,
+            on_close=self.limit.closed,
         )
         proto.max_frame = self.max_frame
         proto.factory = self
-        self.open_connections += 1
+        self.limit.open_connections += 1
         return proto
-
-    def _closed(self) -> None:
-        self.open_connections -= 1
 
 
 class PipelineHandler:

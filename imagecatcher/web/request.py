@@ -25,6 +25,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Request, Site
 
 from imagecatcher.domain import QueueStatus
+from imagecatcher.listen import ConnectionLimit
 from imagecatcher.sink import Producer, TileSink
 from imagecatcher.web.common import BodyTooLarge
 from imagecatcher.web.tilebody import TileBody
@@ -368,44 +369,26 @@ class CatcherSite(Site):
         self, resource: Any, *, max_connections: int = 0, **kwargs: Any
     ) -> None:
         super().__init__(resource, **kwargs)
-        self.max_connections = max_connections
-        #: Connections open now.
-        self.open_connections = 0
-        #: Connections closed at once because ``max_connections`` were open.
-        self.refused = 0
-        self._refusing = False
-        self._refused_before = 0
+        self.limit = ConnectionLimit("HTTP", "HTTP_MAX_CONNECTIONS", max_connections)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now."""
+        return self.limit.open_connections
+
+    @property
+    def refused(self) -> int:
+        """Connections closed at once because ``max_connections`` were open."""
+        return self.limit.refused
 
     def buildProtocol(self, addr: Any) -> Any:
-        limit = self.max_connections
-        if limit and self.open_connections >= limit:
-            self.refused += 1
-            if not self._refusing:
-                self._refusing, self._refused_before = True, self.refused - 1
-                log.warn(
-                    "closing HTTP connection from {peer}: {n} are open, the limit"
-                    " (HTTP_MAX_CONNECTIONS); more refusals are only counted"
-                    " until a connection is accepted again",
-                    peer=addr,
-                    n=self.open_connections,
-                )
+        if not self.limit.admit(addr):
             return None
-        if self._refusing:
-            self._refusing = False
-            log.warn(
-                "accepting HTTP connections again after refusing {n} at the limit"
-                " of {limit}",
-                n=self.refused - self._refused_before,
-                limit=limit,
-            )
         channel = super().buildProtocol(addr)
         if isinstance(channel, CatcherChannel):
-            channel.on_close = self._closed
-            self.open_connections += 1
+            channel.on_close = self.limit.closed
+            self.limit.open_connections += 1
         return channel
-
-    def _closed(self) -> None:
-        self.open_connections -= 1
 
 
 class NoKeepAliveChannel(CatcherChannel):
