@@ -216,6 +216,8 @@ class Pipeline:
             clock, threadpool, spool.directory, [spool.directory, staging]
         )
         self._full_reported = False
+        #: The size of the last tile admitted or refused (see storage_problem).
+        self._last_size = 0
 
     # -- status ----------------------------------------------------------------
 
@@ -237,18 +239,23 @@ class Pipeline:
         return QueueStatus(tile=self.tile_stage.colour, content=content)
 
     def storage_problem(self) -> str:
-        """Why tiles are refused for want of room now, or ``""``."""
+        """Why tiles are refused for want of room now, or ``""``: a tile the
+        size of the last one would be refused."""
+        return self._room_problem(self._last_size)
+
+    def _room_problem(self, size: int) -> str:
+        """What ``size`` more bytes would pass, or ``""``."""
         stats = self.watch.stats
-        if self._spool_max_bytes > 0 and stats.bytes >= self._spool_max_bytes:
+        if self._spool_max_bytes > 0 and stats.bytes + size > self._spool_max_bytes:
             return (
-                f"the spool {self._spool.directory} holds {stats.bytes} bytes,"
-                f" SPOOL_MAX_BYTES is {self._spool_max_bytes}"
+                f"the spool {self._spool.directory} is full: {stats.bytes} bytes"
+                f" of SPOOL_MAX_BYTES {self._spool_max_bytes}"
             )
         for directory, free in stats.free:
-            if free < self._min_free_bytes:
+            if free - size < self._min_free_bytes:
                 return (
-                    f"{directory} has {max(free, 0)} bytes free, below"
-                    f" SPOOL_MIN_FREE_BYTES ({self._min_free_bytes})"
+                    f"{directory} is full: {max(free, 0)} bytes free,"
+                    f" SPOOL_MIN_FREE_BYTES is {self._min_free_bytes}"
                 )
         return ""
 
@@ -304,19 +311,8 @@ class Pipeline:
 
     def _refuse_if_full(self, size: int) -> None:
         """StorageFull when ``size`` more bytes would pass the limits."""
-        stats = self.watch.stats
-        problem = ""
-        if self._spool_max_bytes > 0 and stats.bytes + size > self._spool_max_bytes:
-            problem = (
-                f"the spool {self._spool.directory} is full: {stats.bytes} bytes"
-                f" of SPOOL_MAX_BYTES {self._spool_max_bytes}"
-            )
-        for directory, free in stats.free:
-            if not problem and free - size < self._min_free_bytes:
-                problem = (
-                    f"{directory} is full: {max(free, 0)} bytes free,"
-                    f" SPOOL_MIN_FREE_BYTES is {self._min_free_bytes}"
-                )
+        self._last_size = size
+        problem = self._room_problem(size)
         if problem:
             self._report_full(problem)
             raise StorageFull(f"Cannot store the tile: {problem}")
@@ -378,12 +374,14 @@ class Pipeline:
             raise NotFound(f"No mosaic image found for acquisition id {uid}")
         return acq
 
-    async def _hash(self, data: bytes | memoryview) -> tuple[bytes, bytes]:
-        # MD5 and SHA-1 on two pool threads at once: hashlib releases the GIL,
-        # so on two cores a tile's checksums take the time of the slower one.
-        md5 = deferToThreadPool(self._clock, self._pool, _digest, hashlib.md5, data)
-        sha1 = deferToThreadPool(self._clock, self._pool, _digest, hashlib.sha1, data)
-        return await md5, await sha1
+    async def _sha1(self, data: bytes | memoryview) -> bytes:
+        # The SHA-1 alone tells damaged spooled bytes (the entry records it);
+        # the MD5, at twice its cost, is checked by the store (S3 Content-MD5,
+        # verify() where the store reports one).
+        digest: bytes = await deferToThreadPool(
+            self._clock, self._pool, _digest, hashlib.sha1, data
+        )
+        return digest
 
     async def _capture(self, upload: TileUpload) -> Captured:
         sink = upload.sink
@@ -680,8 +678,7 @@ class Pipeline:
             await self._spool.quarantine(entry)
             return 0
         data = await self._spool.read(entry)
-        _md5, sha1 = await self._hash(data)
-        if sha1 != entry.sha1:
+        if await self._sha1(data) != entry.sha1:
             log.error("spooled {stem} is damaged; set aside", stem=entry.stem)
             self._notify(f"Spooled tile {entry.uid}:{entry.name} is damaged on disk")
             await self._spool.quarantine(entry)

@@ -43,8 +43,9 @@ PROBE_FIRST = 1.0
 PROBE_MAX = 30.0
 #: The deadline of one probe.
 PROBE_TIMEOUT = 10.0
-#: Retries of an upload that failed for a reason other than the store
-#: (database, disk), with backoff, before the entry waits for the next start.
+#: Failed uploads for a reason other than the store (database, disk) after
+#: which the operator is told; they go on being retried, backing off to
+#: OTHER_BACKOFF_MAX seconds.
 OTHER_ATTEMPTS = 8
 OTHER_BACKOFF_MAX = 60.0
 #: Damaged spool entries listed by the spool route at most.
@@ -223,14 +224,17 @@ class Uploader:
             self._kick()
 
     def _retry(self, entry: SpoolEntry, attempt: int) -> None:
-        if attempt >= OTHER_ATTEMPTS:
+        # Failures that are not the store's (the database down, most often)
+        # are retried for as long as it takes, backing off to once a minute;
+        # the operator hears of it once, after OTHER_ATTEMPTS.
+        if attempt == OTHER_ATTEMPTS:
             message = (
                 f"Tile {entry.uid}:{entry.name} is still in the spool after"
-                f" {attempt} failed uploads; retried at the next start"
+                f" {attempt} failed uploads; retrying every"
+                f" {OTHER_BACKOFF_MAX:.0f} s"
             )
             log.error(message)
             self._notify(message)
-            return
         delay = min(2.0**attempt, OTHER_BACKOFF_MAX)
         call = self._clock.callLater(delay, self._requeue, entry, attempt + 1)
         self._calls.add(call)

@@ -633,6 +633,32 @@ def test_uploads_resume_when_the_store_answers_again(rig: Rig) -> None:
     assert any(n.startswith("Content store answers again") for n in rig.notes)
 
 
+def test_uploads_outlast_a_long_database_outage(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploads failing on the database are retried for as long as it is down
+    (backing off to once a minute), told once, and done when it answers."""
+    rig.store.fail_next(1)
+    rig.capture(b"patient")
+    failures = 12  # well past OTHER_ATTEMPTS: the old code gave up at 8
+    real = rig.repo.tile_by_id
+
+    async def down(tile_id: int) -> tuple[int, int, int, int, TileRecord] | None:
+        nonlocal failures
+        if failures > 0:
+            failures -= 1
+            raise ConnectionError('(2003, "Can\'t connect to MySQL server")')
+        return await real(tile_id)
+
+    monkeypatch.setattr(rig.repo, "tile_by_id", down)
+    for _ in range(40):
+        rig.clock.advance(60.0)
+    assert failures == 0
+    assert rig.store.objects[OBJECT] == b"patient" and rig.spool_files() == []
+    assert len(_gave_up(rig)) == 1 and "retrying" in _gave_up(rig)[0]
+    assert rig.clock.getDelayedCalls() == []
+
+
 def test_superseded_spooled_entry_is_dropped(rig: Rig) -> None:
     """A spooled tile whose database content changed since is dropped, not uploaded."""
     rig.store.fail_next(1)

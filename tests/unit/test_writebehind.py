@@ -148,3 +148,24 @@ def test_damaged_entries_are_reported(make_rig: Callable[..., Rig]) -> None:
     assert report["damaged"] == [{"tile_id": 1, "uid": UID, "name": NAME}]
     assert report["entries"] == 0 and report["store"]["up"] is True
     assert report["ack_when"] == "spooled" and report["refusing"] == ""
+
+
+def test_ping_says_refusing_while_tiles_like_the_last_are_refused(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """Near the low-space limit, a tile refused for its size makes the
+    storage problem (and so ping and the colours) say so, not just a disk
+    already below the limit; a small tile that fits clears it."""
+    rig = make_rig(ack_when="spooled", min_free_bytes=10_000)
+    directory = str(rig.spool_dir)
+    rig.pipeline.watch.stats = SpoolStats(free=((directory, 12_000),))
+    assert rig.pipeline.storage_problem() == ""
+    failure = _failure_of(
+        rig.pipeline.capture(TileUpload(UID, parse_tile_name(NAME), b"b" * 5_000))
+    )
+    assert failure.check(StorageFull)
+    assert directory in rig.pipeline.storage_problem()
+    assert rig.pipeline.status().content == QueueColour.RED
+    rig.pipeline.watch.stats = SpoolStats(free=((directory, 12_000),))
+    assert rig.capture(b"s" * 100).jfs_key == ""
+    assert rig.pipeline.storage_problem() == ""
