@@ -10,13 +10,44 @@ the next one, together.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from threading import Thread
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+
+#: The nice value of threads doing background work (spool uploads): capture
+#: gets the cores first when both want them.
+BACKGROUND_NICE = 10
+
+
+def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
+    """Give the calling thread (only it: Linux nice values are per thread)
+    at least ``nice``; a no-op where that is not possible."""
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except (OSError, AttributeError):
+        pass
+
+
+class _BackgroundThread(Thread):
+    """A thread that lowers its own priority before its work."""
+
+    def run(self) -> None:
+        lower_thread_priority()
+        super().run()
+
+
+class BackgroundThreadPool(ThreadPool):
+    """A thread pool whose threads run at :data:`BACKGROUND_NICE`."""
+
+    threadFactory = _BackgroundThread  # noqa: N815 - Twisted's name
 
 
 def fsync_dir(directory: Path) -> None:

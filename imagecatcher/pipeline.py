@@ -16,7 +16,6 @@ to the spool instead.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -57,13 +56,6 @@ T = TypeVar("T")
 
 class QueueTimeout(CatcherError):
     """A stage's queue stayed full for longer than WAIT_TIMEOUT."""
-
-
-def _digest(algorithm: Callable[[], Any], data: bytes | memoryview) -> bytes:
-    h = algorithm()
-    h.update(data)
-    digest: bytes = h.digest()
-    return digest
 
 
 def _fsync_file(path: Path) -> None:
@@ -374,15 +366,6 @@ class Pipeline:
             raise NotFound(f"No mosaic image found for acquisition id {uid}")
         return acq
 
-    async def _sha1(self, data: bytes | memoryview) -> bytes:
-        # The SHA-1 alone tells damaged spooled bytes (the entry records it);
-        # the MD5, at twice its cost, is checked by the store (S3 Content-MD5,
-        # verify() where the store reports one).
-        digest: bytes = await deferToThreadPool(
-            self._clock, self._pool, _digest, hashlib.sha1, data
-        )
-        return digest
-
     async def _capture(self, upload: TileUpload) -> Captured:
         sink = upload.sink
         if sink is None:
@@ -677,8 +660,8 @@ class Pipeline:
             )
             await self._spool.quarantine(entry)
             return 0
-        data = await self._spool.read(entry)
-        if await self._sha1(data) != entry.sha1:
+        data, intact = await self._spool.read_checked(entry)
+        if not intact:
             log.error("spooled {stem} is damaged; set aside", stem=entry.stem)
             self._notify(f"Spooled tile {entry.uid}:{entry.name} is damaged on disk")
             await self._spool.quarantine(entry)

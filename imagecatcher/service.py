@@ -27,6 +27,7 @@ from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.config import Config
 from imagecatcher.db.pool import open_database
 from imagecatcher.db.repository import Repository
+from imagecatcher.fsio import BackgroundThreadPool
 from imagecatcher.listen import ReusePortListener, parse_tcp_endpoint
 from imagecatcher.notify import MailSettings, Notifier
 from imagecatcher.pipeline import Pipeline, Stage
@@ -155,6 +156,16 @@ def build_service(
     # Hashing and file I/O of big buffers run here, never on the reactor thread.
     threads = ThreadPool(minthreads=2, maxthreads=16, name="imagecatcher-io")
     _Hooks(start=_started(threads.start), stop=threads.stop).setServiceParent(root)
+    # Spool uploads read and check their files on threads of lower priority
+    # (fsio.BACKGROUND_NICE): a draining spool takes the cores capture leaves.
+    background = BackgroundThreadPool(
+        minthreads=0,
+        maxthreads=max(config.content_store_workers, 1),
+        name="imagecatcher-background",
+    )
+    _Hooks(start=_started(background.start), stop=background.stop).setServiceParent(
+        root
+    )
     http_pool = HTTPConnectionPool(reactor)
     http_pool.maxPersistentPerHost = max(config.content_store_workers, 1) * 2
     _Hooks(stop=http_pool.closeCachedConnections).setServiceParent(root)
@@ -170,7 +181,7 @@ def build_service(
     pipeline = Pipeline(
         repo,
         store,
-        Spool(Path(config.spool_dir), reactor, threads, notifier.notify),
+        Spool(Path(config.spool_dir), reactor, threads, notifier.notify, background),
         reactor,
         threads,
         tile_stage=Stage(

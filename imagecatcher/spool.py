@@ -19,6 +19,7 @@ can be claimed again at once.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -184,10 +185,13 @@ class Spool:
         reactor: Any,
         threadpool: ThreadPool,
         notify: Callable[[str], None] = lambda text: None,
+        background: ThreadPool | None = None,
     ) -> None:
         self._dir = directory
         self._reactor = reactor
         self._pool = threadpool
+        #: Where uploads read and check entries (a BackgroundThreadPool).
+        self._background = background if background is not None else threadpool
         self._notify = notify
         self._dirsync = DirSyncer(reactor, threadpool)
 
@@ -260,6 +264,19 @@ class Spool:
         """The spooled bytes."""
         data: bytes = await self._thread(self._read, entry)
         return data
+
+    def _read_checked(self, entry: SpoolEntry) -> tuple[bytes, bool]:
+        data = (self._dir / f"{entry.stem}.tile").read_bytes()
+        return data, hashlib.sha1(data).digest() == entry.sha1
+
+    async def read_checked(self, entry: SpoolEntry) -> tuple[bytes, bool]:
+        """The spooled bytes and whether they still have the entry's SHA-1,
+        read and hashed on a background thread.  The SHA-1 alone tells
+        damage; the MD5, at twice its cost, the store checks (Content-MD5)."""
+        result: tuple[bytes, bool] = await deferToThreadPool(
+            self._reactor, self._background, self._read_checked, entry
+        )
+        return result
 
     def _remove(self, entry: SpoolEntry) -> None:
         (self._dir / f"{entry.stem}.json").unlink(missing_ok=True)

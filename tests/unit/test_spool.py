@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from imagecatcher.fsio import BACKGROUND_NICE, BackgroundThreadPool
 from imagecatcher.spool import DEBRIS_AGE, Spool, SpoolEntry
 from tests.storefakes import ImmediateReactor, SyncThreadPool, run
 
@@ -247,3 +251,45 @@ def test_unrelated_files_are_left_alone(spool: Spool, spool_dir: Path) -> None:
     (spool_dir / "old.json.bad").write_text("{}")
     assert run(spool.entries()) == []
     assert _names(spool_dir) == ["README", "old.json.bad"]
+
+
+def test_read_checked_tells_damage(spool_dir: Path) -> None:
+    """Uploads read an entry on the background pool and learn whether its
+    bytes still have the entry's SHA-1."""
+    background = _RecordingPool()
+    spool = Spool(
+        spool_dir, ImmediateReactor(), SyncThreadPool(), background=background
+    )
+    entry = _entry()
+    run(spool.put(entry, b"tile bytes"))
+    assert run(spool.read_checked(entry)) == (b"tile bytes", True)
+    (spool_dir / f"{entry.stem}.tile").write_bytes(b"tile bytez")
+    assert run(spool.read_checked(entry)) == (b"tile bytez", False)
+    assert background.jobs == 2
+
+
+class _RecordingPool(SyncThreadPool):
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs = 0
+
+    def callInThreadWithCallback(self, *args: Any, **kw: Any) -> None:  # noqa: N802
+        self.jobs += 1
+        super().callInThreadWithCallback(*args, **kw)
+
+
+def test_background_pool_threads_run_at_a_lower_priority() -> None:
+    """Threads of the background pool run at BACKGROUND_NICE or nicer; the
+    thread that started the pool keeps its own priority."""
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    pool = BackgroundThreadPool(0, 1, name="test-background")
+    pool.start()
+    seen: queue.Queue[int] = queue.Queue()
+    try:
+        pool.callInThread(
+            lambda: seen.put(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        )
+        assert seen.get(timeout=30) >= max(BACKGROUND_NICE, mine)
+    finally:
+        pool.stop()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
