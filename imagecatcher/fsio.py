@@ -50,6 +50,20 @@ class BackgroundThreadPool(ThreadPool):
     threadFactory = _BackgroundThread  # noqa: N815 - Twisted's name
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` names another running process (our own pid does not:
+    a file of ours from before a restart under the same pid is debris)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def fsync_dir(directory: Path) -> None:
     """fsync a directory (blocking: run it on a thread)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

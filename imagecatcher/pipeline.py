@@ -450,7 +450,16 @@ class Pipeline:
         collection = acq.collection(self._mapping)
         if self._local is not None:
             self._refuse_if_full(received.size)
-            obj = await self._local.place(received.path, received.md5, collection, path)
+            note = {
+                "mosaic_id": acq.mosaic_id,
+                "col": name.col,
+                "row": name.row,
+                "frame": name.frame,
+                "sha1": received.sha1.hex(),
+            }
+            obj = await self._local.place(
+                received.path, received.md5, collection, path, note
+            )
             kept[0] = True
             self.watch.consumed(received.size)
             try:
@@ -688,6 +697,39 @@ class Pipeline:
         await self._spool.remove(entry)
         log.info("uploaded spooled {uid}:{name}", uid=entry.uid, name=entry.name)
         return len(data)
+
+    async def recover_placements(self) -> int:
+        """Settle or undo the file store's placements that a killed process
+        left unsettled: the tile's record says whether its transaction
+        committed (keep the new file) or not (put the replaced one back, as
+        the refusal would have).  Runs at start, before stale files go."""
+        if self._local is None:
+            return 0
+        found = await self._local.interrupted()
+        for placement in found:
+            note = placement.note
+            try:
+                tile = await self._repo.find_tile(
+                    int(note["mosaic_id"]),
+                    int(note["col"]),
+                    int(note["row"]),
+                    int(note["frame"]),
+                )
+                recorded = tile is not None and tile.sha1 == bytes.fromhex(note["sha1"])
+            except (KeyError, TypeError, ValueError):
+                log.warn("unreadable placement note {note}", note=note)
+                continue
+            try:
+                await self._local.resolve(placement, recorded)
+            except StoreError as e:
+                log.error("{target}: {reason}", target=placement.target, reason=e)
+                continue
+            log.info(
+                "{target}: placement interrupted by a crash {action}",
+                target=placement.target,
+                action="kept (it was recorded)" if recorded else "undone",
+            )
+        return len(found)
 
     async def resume(self) -> int:
         """Queue the upload of every spooled tile; return how many."""

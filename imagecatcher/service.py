@@ -208,6 +208,7 @@ def build_service(
     )
 
     async def start_pipeline() -> None:
+        await pipeline.recover_placements()
         removed = await deferToThreadPool(
             reactor, threads, remove_stale_parts, pipeline.staging_dir
         )

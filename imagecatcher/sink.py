@@ -35,6 +35,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from imagecatcher.fsio import process_alive
+
 log = Logger()
 
 #: Bytes gathered before a batch goes to the threads: small enough that
@@ -114,25 +116,14 @@ def remove_stale_parts(directory: Path) -> int:
     for part in [
         *directory.glob(f"{PART_PREFIX}*.part"),
         *directory.glob(f"{PART_PREFIX}*.part.prev"),
+        *directory.glob(f"{PART_PREFIX}*.part.prev.json"),
     ]:
         pid_text = part.name[len(PART_PREFIX) :].split("-", 1)[0]
-        if pid_text.isdigit() and _alive(int(pid_text)):
+        if pid_text.isdigit() and process_alive(int(pid_text)):
             continue
         part.unlink(missing_ok=True)
-        removed += 1
+        removed += part.suffix == ".part"
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # a file of ours from before a restart under the same pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Lane:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -93,15 +93,38 @@ class LocalStore(ContentStore, Protocol):
         """Where tiles are received, on the store's own filesystem."""
 
     async def place(
-        self, source: Path, md5: bytes, collection: str, path: str
+        self,
+        source: Path,
+        md5: bytes,
+        collection: str,
+        path: str,
+        note: Mapping[str, Any] | None = None,
     ) -> StoredObject:
         """Rename ``source`` (in :attr:`staging_dir`, fsync'd, its MD5 checked
         while received) to ``<collection>/<path>`` durably; StoreError if not.
         Then :meth:`settle` or :meth:`undo` it once its record is written or
-        refused."""
+        refused.  ``note`` (JSON) is kept with the replaced file until then,
+        for :meth:`interrupted`."""
 
     async def settle(self, obj: StoredObject) -> None:
         """The placement is recorded: drop what it replaced."""
 
     async def undo(self, obj: StoredObject) -> None:
         """The placement could not be recorded: restore what it replaced."""
+
+    async def interrupted(self) -> list[Interrupted]:
+        """Replacing placements that a process gone since left unsettled."""
+
+    async def resolve(self, placement: Interrupted, recorded: bool) -> None:
+        """Settle (``recorded``) or undo an interrupted placement."""
+
+
+@attrs.frozen
+class Interrupted:
+    """A placement that replaced a file, left unsettled by a process that
+    died (kill -9) before its record was written or refused."""
+
+    note: Mapping[str, Any]  # what the placing caller noted
+    target: Path  # the file placed
+    replaced: Path  # a hard link to the file it replaced
+    sidecar: Path  # where the note is kept

@@ -22,23 +22,25 @@ rules shared with the other stores live in :mod:`.keys`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from imagecatcher.fsio import DirSyncer
+from imagecatcher.fsio import DirSyncer, process_alive
 from imagecatcher.storage import (
     PING_CONTENT,
     PING_PATH,
+    Interrupted,
     ObjectNotFound,
     StoredObject,
     StoreError,
@@ -56,6 +58,13 @@ from imagecatcher.storage.keys import (
 _T = TypeVar("_T")
 
 _HASH_CHUNK = 1024 * 1024
+
+
+def _sidecar(replaced: Path) -> Path:
+    """Where the note of the placement that replaced ``replaced`` is kept."""
+    return replaced.with_name(replaced.name + ".json")
+
+
 _FILE_MODE = 0o644
 
 
@@ -156,18 +165,22 @@ class FileStore:
         return path
 
     def _rename_into(
-        self, key: str, source: Path, md5: bytes
+        self, key: str, source: Path, md5: bytes, note: Mapping[str, Any]
     ) -> tuple[Path, Path | None]:
         path = self._file(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # The file it replaces stays reachable (a hard link in the staging
-        # directory) until the caller's transaction settles: see undo().
+        # directory) until the caller's transaction settles: see undo().  The
+        # note beside it lets a restart decide after a kill -9: interrupted().
         link = source.with_name(source.name + ".prev")
         previous: Path | None = link
         try:
             os.link(path, link)
         except FileNotFoundError:
             previous = None
+        else:
+            sidecar = {"pid": os.getpid(), "target": str(path), "note": dict(note)}
+            _sidecar(link).write_text(json.dumps(sidecar))
         os.replace(source, path)
         self._remember(key, path, md5)
         return path, previous
@@ -175,10 +188,38 @@ class FileStore:
     def _undo(self, path: Path, previous: Path | None) -> None:
         if previous is not None:
             os.replace(previous, path)
+            _sidecar(previous).unlink(missing_ok=True)
         else:
             path.unlink(missing_ok=True)
         with self._lock:
             self._written.clear()
+
+    def _settle(self, previous: Path) -> None:
+        previous.unlink(missing_ok=True)
+        _sidecar(previous).unlink(missing_ok=True)
+
+    def _interrupted(self) -> list[Interrupted]:
+        found = []
+        for sidecar in sorted(self.staging_dir.glob("*.prev.json")):
+            try:
+                data = json.loads(sidecar.read_text())
+                pid, target, note = int(data["pid"]), Path(data["target"]), data["note"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # half-written: its placement never replaced anything
+            replaced = sidecar.with_name(sidecar.name[: -len(".json")])
+            if process_alive(pid) or not replaced.exists():
+                continue
+            found.append(Interrupted(note, target, replaced, sidecar))
+        return found
+
+    def _resolve(self, placement: Interrupted, recorded: bool) -> None:
+        if not recorded:
+            os.replace(placement.replaced, placement.target)
+            _fsync_dir(placement.target.parent)
+            with self._lock:
+                self._written.clear()
+        placement.replaced.unlink(missing_ok=True)
+        placement.sidecar.unlink(missing_ok=True)
 
     def _remember(self, key: str, path: Path, md5: bytes) -> None:
         identity = _identity(os.stat(path))
@@ -257,7 +298,12 @@ class FileStore:
         return StoredObject(object_key(name), "file://" + quote(str(written)))
 
     async def place(
-        self, source: Path, md5: bytes, collection: str, path: str
+        self,
+        source: Path,
+        md5: bytes,
+        collection: str,
+        path: str,
+        note: Mapping[str, Any] | None = None,
     ) -> StoredObject:
         """Rename a received, fsync'd file in :attr:`staging_dir` into place.
 
@@ -270,7 +316,7 @@ class FileStore:
         if source.parent != self.staging_dir:
             raise StoreError(f"place {name!r}: {source} is not in {self.staging_dir}")
         placed, previous = await self._in_thread(
-            "put", name, self._rename_into, name, source, md5
+            "put", name, self._rename_into, name, source, md5, note or {}
         )
         obj = StoredObject(object_key(name), "file://" + quote(str(placed)))
         self._placed[obj.location_url] = (placed, previous)
@@ -285,7 +331,7 @@ class FileStore:
         """The placement of ``obj`` is recorded: forget the file it replaced."""
         _placed, previous = self._placed.pop(obj.location_url, (None, None))
         if previous is not None:
-            await self._in_thread("delete", str(previous), previous.unlink, True)
+            await self._in_thread("delete", str(previous), self._settle, previous)
 
     async def undo(self, obj: StoredObject) -> None:
         """The placement of ``obj`` could not be recorded: put back what was
@@ -294,6 +340,18 @@ class FileStore:
         if placed is not None:
             await self._in_thread("put", str(placed), self._undo, placed, previous)
             await self._dirsync.sync(placed.parent)
+
+    async def interrupted(self) -> list[Interrupted]:
+        """Replacing placements of processes gone since, still unsettled."""
+        return await self._in_thread(
+            "recover", str(self.staging_dir), self._interrupted
+        )
+
+    async def resolve(self, placement: Interrupted, recorded: bool) -> None:
+        """Keep the placed file (``recorded``) or put back the one it replaced."""
+        await self._in_thread(
+            "recover", str(placement.target), self._resolve, placement, recorded
+        )
 
     def _name(self, obj: StoredObject) -> str:
         """The object name (relative path under the root) of ``obj``."""
