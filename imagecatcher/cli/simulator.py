@@ -63,6 +63,7 @@ from imagecatcher.cli.sender import (
     ServiceClient,
     Tile,
     TileSender,
+    add_token_argument,
     make_sender,
     parse_endpoint,
 )
@@ -194,6 +195,8 @@ class SimulatorOptions:
     end: bool = True
     timeout: float = 60.0
     json_path: Path | None = None
+    #: Bearer token of the HTTP requests ("" = none); never shown.
+    token: str = attrs.field(default="", repr=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-request timeout (default 60)",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="write results as JSON")
+    add_token_argument(p)
     return p
 
 
@@ -317,6 +321,7 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorOptions:
         end=not args.no_end,
         timeout=args.timeout,
         json_path=args.json,
+        token=args.token,
     )
 
 
@@ -462,7 +467,7 @@ def camera_table(results: Sequence[CameraResult], rate_ms: float) -> str:
 def simulate(options: SimulatorOptions, out: TextIO, err: TextIO) -> int:
     """Create the acquisition, run the cameras, report; the exit status."""
     acq_id = options.acq_id or clock_uid(datetime.now())
-    service = ServiceClient(options.acq_endpoint, options.timeout)
+    service = ServiceClient(options.acq_endpoint, options.timeout, options.token)
     total = options.tiles * options.cameras if options.tiles is not None else None
     tracker = Tracker(total=total, duration=options.duration)
     stop = threading.Event()
@@ -485,7 +490,9 @@ def simulate(options: SimulatorOptions, out: TextIO, err: TextIO) -> int:
             n,
             options,
             uid,
-            make_sender(options.method, options.tile_endpoint, options.timeout),
+            make_sender(
+                options.method, options.tile_endpoint, options.timeout, options.token
+            ),
             tracker,
             stop,
             line.message,
