@@ -266,6 +266,11 @@ def build_service(
             allowed_clients=config.tcp_allowed_clients,
         )
         factory.max_frame = config.max_tile_bytes + FRAME_OVERHEAD
+        if config.tcp_allowed_clients:
+            log.info(
+                "TCP connections only from {networks}",
+                networks=", ".join(str(n) for n in config.tcp_allowed_clients),
+            )
         _listener(reactor, config.tcp_endpoint, factory, config).setServiceParent(root)
     if workers is not None:
         workers.setServiceParent(root)
