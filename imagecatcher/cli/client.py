@@ -42,7 +42,9 @@ the default: the FlatBuffers protocol of §3 with the MD5).  Every sender
 keeps one connection open.  ``-service-url``, ``-acq-service-url`` and
 ``-tile-service-url`` take ``http://host:port`` or ``host:port`` for every
 method; without ``-tile-service-url`` a TCP sender goes to the service host
-on port 5002.
+on port 5002.  ``--token TOKEN`` (default: the ``IMAGECATCHER_TOKEN``
+environment variable, which ``ps`` does not show) goes with every HTTP
+request as ``Authorization: Bearer`` for a daemon with ``API_TOKENS``.
 
 Old single-dash flags work beside the ``--long`` ones: ``-action``,
 ``-service-url``, ``-acq-service-url``, ``-tile-service-url``,

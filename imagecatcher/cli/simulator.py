@@ -5,7 +5,7 @@ Usage::
     imagecatcher-simulator [--service-url URL] [--tile-service-url URL]
         [--method tcp|http|http-post] [--cameras N] [--rate MS]
         [--tile-size BYTES] [--duration SECONDS | --tiles N] [--acq-id UID]
-        [--json FILE]
+        [--json FILE] [--token TOKEN]
 
 It creates its own acquisition (start-acquisition with an INI log written
 here, UID from the clock unless ``--acq-id``), then runs one sender per
@@ -27,7 +27,9 @@ acknowledgements took longer than the rate; ``--json FILE`` writes the same.
 Exit status 1 when a tile failed, 2 for usage errors, 130 when interrupted.
 
 The old flags ``-service-url``, ``-rate``, ``-image-size`` and
-``-iterations`` (tiles per camera) are accepted too.
+``-iterations`` (tiles per camera) are accepted too.  ``--token`` (default:
+``IMAGECATCHER_TOKEN`` from the environment) authenticates its HTTP requests
+to a daemon with ``API_TOKENS``.
 """
 
 from __future__ import annotations
