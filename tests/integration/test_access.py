@@ -238,6 +238,8 @@ def test_each_route_class_answers_401_403_200(open_reads: Daemon) -> None:
     code, _, raw = d.call("PUT", "/tile-state", state, WRITE)  # write implies render
     assert code == 200 and json.loads(raw)["nUpdates"] == len(ids), raw
 
+    _refused(d, 401, "POST", f"/store-ancillary-files/{UID}")
+    _refused(d, 403, "POST", f"/store-ancillary-files/{UID}", token=RENDER)
     _refused(d, 401, "POST", f"/end-acquisition/{UID}")
     _refused(d, 403, "POST", f"/end-acquisition/{UID}", token=RENDER)
     assert d.call("POST", f"/end-acquisition/{UID}", token=WRITE)[0] == 200
