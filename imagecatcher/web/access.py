@@ -47,16 +47,21 @@ class Refusal:
 
     status: int
     message: str
+    #: The RFC 6750 ``error`` of a 401 for a token that is not configured.
+    error: str = ""
 
     def headers(self) -> dict[bytes, bytes]:
         """The response headers the refusal needs (RFC 6750 §3)."""
-        if self.status == 401:
-            return {b"www-authenticate": b'Bearer realm="imagecatcher"'}
-        return {}
+        if self.status != 401:
+            return {}
+        challenge = 'Bearer realm="imagecatcher"'
+        if self.error:
+            challenge += f', error="{self.error}"'
+        return {b"www-authenticate": challenge.encode("ascii")}
 
 
 _MISSING = Refusal(401, "Authorization: Bearer <token> required")
-_UNKNOWN = Refusal(401, "Unknown token")
+_UNKNOWN = Refusal(401, "Unknown token", "invalid_token")
 
 
 @attrs.frozen

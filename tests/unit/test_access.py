@@ -201,8 +201,11 @@ def test_unknown_token_is_401_and_never_echoed() -> None:
     """A token that is not configured: 401; neither the body nor the log shows it."""
     presented = "u-77aa88bb99cc00dd11ee"
     with capturedLogs() as events:
-        status, _, body = _call(_api(), "POST", "/next-tile", presented)
+        status, headers, body = _call(_api(), "POST", "/next-tile", presented)
     assert status == 401 and json.loads(body) == {"errormessage": "Unknown token"}
+    assert headers.getRawHeaders(b"www-authenticate") == [
+        b'Bearer realm="imagecatcher", error="invalid_token"'
+    ]
     assert presented not in repr(events)
 
 
