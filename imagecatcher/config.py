@@ -18,6 +18,9 @@ from typing import Any
 
 import attrs
 
+from imagecatcher.clients import Network, parse_networks
+from imagecatcher.tokens import TokenTable, parse_api_tokens
+
 ENV_PREFIX = "IMAGECATCHER_"
 
 
@@ -138,6 +141,10 @@ def _as_store_url(value: Any) -> str:
     return url
 
 
+def _as_networks(value: Any) -> tuple[Network, ...]:
+    return parse_networks(_as_list(value))
+
+
 _Kind = Callable[[Any], Any]
 
 #: Every key the daemon reads, with its coercion.  The Config field of a key is
@@ -163,6 +170,9 @@ _SCHEMA: dict[str, _Kind] = {
     "MAX_TILE_BYTES": _as_int,
     "TCP_IDLE_TIMEOUT": _as_int,
     "TCP_MAX_CONNECTIONS": _as_count,
+    "TCP_ALLOWED_CLIENTS": _as_networks,
+    "API_TOKENS": parse_api_tokens,
+    "READ_REQUIRES_TOKEN": _as_bool,
     "HTTP_MAX_CONNECTIONS": _as_count,
     "HTTP_BODY_TIMEOUT": _as_seconds,
     "HTTP_BODY_MIN_RATE": _as_count,
@@ -232,6 +242,12 @@ class Config:
     tcp_idle_timeout: int = 300
     #: Open TCP connections per worker process; more are closed at once (0 = any).
     tcp_max_connections: int = 1000
+    #: Networks whose peers may open TCP connections (empty: any peer).
+    tcp_allowed_clients: tuple[Network, ...] = ()
+    #: Tokens and roles of the routes that change things; None = no access control.
+    api_tokens: TokenTable | None = None
+    #: Whether the read routes need a token too (any configured one).
+    read_requires_token: bool = False
     #: Open HTTP connections per worker process; more are closed at once (0 = any).
     http_max_connections: int = 1000
     #: Seconds of each request-body window (0 = bodies are not watched).
@@ -310,6 +326,8 @@ class Config:
                 values[key.lower()] = kind(value)
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"{origin}: key {key}: {e}") from None
+        if values.get("read_requires_token") and values.get("api_tokens") is None:
+            raise ConfigError("READ_REQUIRES_TOKEN is true but API_TOKENS is not set")
         return cls(
             **values,
             http_endpoint=to_endpoint(http) if http else "",

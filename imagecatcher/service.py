@@ -37,6 +37,7 @@ from imagecatcher.storage.factory import open_store
 from imagecatcher.storage.fs import FileStore
 from imagecatcher.storage.s3 import S3Store
 from imagecatcher.tcp import FRAME_OVERHEAD, PipelineHandler, TileFactory
+from imagecatcher.web.access import AccessPolicy
 from imagecatcher.web.app import CatcherAPI
 from imagecatcher.web.request import (
     CatcherChannel,
@@ -231,6 +232,17 @@ def build_service(
         notify_now=lambda text: Deferred.fromCoroutine(notifier.notify_now(text)),
     )
 
+    access = (
+        AccessPolicy(config.api_tokens, config.read_requires_token)
+        if config.api_tokens is not None
+        else None
+    )
+    if access is not None:
+        log.info(
+            "access control on: {tokens}; reads {reads}",
+            tokens=config.api_tokens,
+            reads="need a token" if config.read_requires_token else "are open",
+        )
     if config.http_endpoint:
         api = CatcherAPI(
             repo,
@@ -244,13 +256,16 @@ def build_service(
             threads=threads,
             lease_seconds=config.tile_lease_seconds,
             tiles_url_base=config.tiles_url_base,
+            access=access,
         )
         site = CatcherSite(
             api.resource(),
             max_connections=config.http_max_connections,
             reactor=reactor,
         )
-        site.requestFactory = _request_factory(config, pipeline.open_sink, reactor)
+        site.requestFactory = _request_factory(
+            config, pipeline.open_sink, reactor, access
+        )
         site.protocol = (
             NoKeepAliveChannel if config.disable_so_keep_alive else CatcherChannel
         )
@@ -260,8 +275,14 @@ def build_service(
             PipelineHandler(pipeline),
             float(config.tcp_idle_timeout),
             max_connections=config.tcp_max_connections,
+            allowed_clients=config.tcp_allowed_clients,
         )
         factory.max_frame = config.max_tile_bytes + FRAME_OVERHEAD
+        if config.tcp_allowed_clients:
+            log.info(
+                "TCP connections only from {networks}",
+                networks=", ".join(str(n) for n in config.tcp_allowed_clients),
+            )
         _listener(reactor, config.tcp_endpoint, factory, config).setServiceParent(root)
     if workers is not None:
         workers.setServiceParent(root)
@@ -276,7 +297,10 @@ def _started(fn: Callable[[], object]) -> Callable[[], Awaitable[object]]:
 
 
 def _request_factory(
-    config: Config, open_sink: Callable[[], TileSink], reactor: Any
+    config: Config,
+    open_sink: Callable[[], TileSink],
+    reactor: Any,
+    access: AccessPolicy | None = None,
 ) -> type[CatcherRequest]:
     # Capture bodies stream into sinks from open_sink (Pipeline.open_sink);
     # every body is watched on the reactor (HTTP_BODY_TIMEOUT, _MIN_RATE).
@@ -286,4 +310,5 @@ def _request_factory(
         clock=reactor,
         body_timeout=config.http_body_timeout,
         body_min_rate=config.http_body_min_rate,
+        access=access,
     )

@@ -12,7 +12,7 @@ memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from typing import Protocol as TypingProtocol
 
@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from imagecatcher.clients import ClientAllowList, Network
 from imagecatcher.domain import BadParameter, CatcherError, NotFound, QueueColour
 from imagecatcher.listen import ConnectionLimit
 from imagecatcher.names import TileName, tile_name_for
@@ -487,7 +488,9 @@ class TileFactory(Factory):
 
     A connection beyond ``max_connections`` (``TCP_MAX_CONNECTIONS``; 0 = no
     limit) is closed as soon as it is accepted, before any byte is read:
-    counted in :attr:`refused`, and logged once per run of refusals.
+    counted in :attr:`refused`, and logged once per run of refusals.  So is
+    one from a peer outside ``allowed_clients`` (``TCP_ALLOWED_CLIENTS``;
+    empty = any peer), counted in :attr:`refused_clients` and logged each time.
     """
 
     #: Largest frame accepted (MAX_TILE_BYTES + FRAME_OVERHEAD in the daemon).
@@ -498,10 +501,12 @@ class TileFactory(Factory):
         handler: TileHandler,
         idle_timeout: float = 300.0,
         max_connections: int = 0,
+        allowed_clients: Sequence[Network] = (),
     ) -> None:
         self._handler = handler
         self._idle_timeout = idle_timeout
         self.limit = ConnectionLimit("TCP", "TCP_MAX_CONNECTIONS", max_connections)
+        self.allowed = ClientAllowList(allowed_clients, "TCP_ALLOWED_CLIENTS")
         #: Big frames kept whole, across this server's connections.
         self.held = HeldBytes(None)
 
@@ -515,8 +520,13 @@ class TileFactory(Factory):
         """Connections closed at once because ``max_connections`` were open."""
         return self.limit.refused
 
+    @property
+    def refused_clients(self) -> int:
+        """Connections closed at once because their peer is not allowed."""
+        return self.allowed.refused
+
     def buildProtocol(self, addr: Any) -> TileProtocol | None:
-        if not self.limit.admit(addr):
+        if not self.allowed.admit(addr) or not self.limit.admit(addr):
             return None
         self.held.limit = HELD_FRAMES * self.max_frame
         proto = TileProtocol(

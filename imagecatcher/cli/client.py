@@ -42,7 +42,9 @@ the default: the FlatBuffers protocol of §3 with the MD5).  Every sender
 keeps one connection open.  ``-service-url``, ``-acq-service-url`` and
 ``-tile-service-url`` take ``http://host:port`` or ``host:port`` for every
 method; without ``-tile-service-url`` a TCP sender goes to the service host
-on port 5002.
+on port 5002.  ``--token TOKEN`` (default: the ``IMAGECATCHER_TOKEN``
+environment variable, which ``ps`` does not show) goes with every HTTP
+request as ``Authorization: Bearer`` for a daemon with ``API_TOKENS``.
 
 Old single-dash flags work beside the ``--long`` ones: ``-action``,
 ``-service-url``, ``-acq-service-url``, ``-tile-service-url``,
@@ -102,6 +104,7 @@ from imagecatcher.cli.sender import (
     ServiceClient,
     TileJob,
     TileSender,
+    add_token_argument,
     make_sender,
     parse_endpoint,
     parse_method,
@@ -142,6 +145,8 @@ class ClientOptions:
     resume: bool = False
     json_path: Path | None = None
     logfile: Path | None = None
+    #: Bearer token of the HTTP requests ("" = none); never shown.
+    token: str = attrs.field(default="", repr=False)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -150,7 +155,7 @@ class ClientOptions:
 
     def connect(self) -> TileSender:
         """A new tile sender (one connection) for the chosen method."""
-        return make_sender(self.method, self.tile_endpoint, self.timeout)
+        return make_sender(self.method, self.tile_endpoint, self.timeout, self.token)
 
 
 def _method(text: str) -> Method:
@@ -265,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", type=Path, metavar="FILE", help="write the results as JSON to FILE"
     )
+    add_token_argument(p)
     return p
 
 
@@ -323,6 +329,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ClientOptions:
         resume=args.resume,
         json_path=args.json,
         logfile=args.logfile,
+        token=args.token,
     )
 
 
@@ -418,7 +425,9 @@ class _Run:
 
     def service(self) -> ServiceClient:
         """A client for the acquisition calls."""
-        return ServiceClient(self.options.acq_endpoint, self.options.timeout)
+        return ServiceClient(
+            self.options.acq_endpoint, self.options.timeout, self.options.token
+        )
 
     def acquisition(self) -> AcquisitionDir:
         """The acquisition directory."""

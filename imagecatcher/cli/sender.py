@@ -16,6 +16,7 @@ field of the FlatBuffers request for ``TCP-SEND`` (§3.3, §14).
 
 from __future__ import annotations
 
+import argparse
 import enum
 import hashlib
 import http.client
@@ -48,6 +49,20 @@ DEFAULT_TCP_PORT = 5002
 #: §8.1: the most rows one list request returns.
 PAGE_LENGTH = 1000
 API = "/service/v1"
+#: Where ``--token`` is read from when it is not given (a command line shows in ps).
+TOKEN_ENV = "IMAGECATCHER_TOKEN"
+
+
+def add_token_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--token``, defaulting to the ``IMAGECATCHER_TOKEN`` variable."""
+    parser.add_argument(
+        "--token",
+        "-token",
+        default=os.environ.get(TOKEN_ENV, ""),
+        metavar="TOKEN",
+        help="bearer token for a daemon with API_TOKENS (default: the"
+        f" {TOKEN_ENV} environment variable, which ps does not show)",
+    )
 
 
 class Method(enum.Enum):
@@ -216,10 +231,12 @@ class HttpSession:
     safe to repeat (§1.5: re-sending a tile is idempotent).
     """
 
-    def __init__(self, endpoint: Endpoint, timeout: float) -> None:
+    def __init__(self, endpoint: Endpoint, timeout: float, token: str = "") -> None:
         self._endpoint = endpoint
         self._timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        # Sent with every request when the daemon's API_TOKENS is set.
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     @property
     def endpoint(self) -> Endpoint:
@@ -246,7 +263,9 @@ class HttpSession:
                 )
             conn = self._conn
             try:
-                conn.request(method, target, body=body, headers=headers or {})
+                conn.request(
+                    method, target, body=body, headers={**(headers or {}), **self._auth}
+                )
                 response = conn.getresponse()
                 data = response.read()
             except (http.client.HTTPException, OSError) as e:
@@ -333,8 +352,8 @@ def _quote_header(text: str) -> str:
 class HttpPutSender:
     """``HTTP-PUT``: the tile as the raw body, name and MD5 in the query (§1.5)."""
 
-    def __init__(self, endpoint: Endpoint, timeout: float) -> None:
-        self._session = HttpSession(endpoint, timeout)
+    def __init__(self, endpoint: Endpoint, timeout: float, token: str = "") -> None:
+        self._session = HttpSession(endpoint, timeout, token)
 
     def send(self, acq_id: int, tile: Tile) -> Ack:
         """Send one tile and wait for its acknowledgement."""
@@ -358,8 +377,8 @@ class HttpPutSender:
 class HttpPostSender:
     """``HTTP-POST``: a multipart form with ``tile-file``, ``tile-filename``, ``checksum-str``."""
 
-    def __init__(self, endpoint: Endpoint, timeout: float) -> None:
-        self._session = HttpSession(endpoint, timeout)
+    def __init__(self, endpoint: Endpoint, timeout: float, token: str = "") -> None:
+        self._session = HttpSession(endpoint, timeout, token)
 
     def send(self, acq_id: int, tile: Tile) -> Ack:
         """Send one tile and wait for its acknowledgement."""
@@ -455,20 +474,26 @@ class TcpSender:
             self._sock = None
 
 
-def make_sender(method: Method, endpoint: Endpoint, timeout: float) -> TileSender:
-    """A new sender for ``method`` (it connects on its first send)."""
+def make_sender(
+    method: Method, endpoint: Endpoint, timeout: float, token: str = ""
+) -> TileSender:
+    """A new sender for ``method`` (it connects on its first send).
+
+    ``token`` goes with every HTTP request (``Authorization: Bearer``); the
+    raw TCP channel has no room for one (TCP_ALLOWED_CLIENTS guards it).
+    """
     if method is Method.HTTP_PUT:
-        return HttpPutSender(endpoint, timeout)
+        return HttpPutSender(endpoint, timeout, token)
     if method is Method.HTTP_POST:
-        return HttpPostSender(endpoint, timeout)
+        return HttpPostSender(endpoint, timeout, token)
     return TcpSender(endpoint, timeout)
 
 
 class ServiceClient:
     """The acquisition-level HTTP calls (§1.3, §1.4, §1.6, §1.12)."""
 
-    def __init__(self, endpoint: Endpoint, timeout: float) -> None:
-        self._session = HttpSession(endpoint, timeout)
+    def __init__(self, endpoint: Endpoint, timeout: float, token: str = "") -> None:
+        self._session = HttpSession(endpoint, timeout, token)
 
     def _post_form(self, path: str, fields: Sequence[Field]) -> tuple[int, bytes]:
         body, ctype = encode_multipart(fields)

@@ -5,7 +5,7 @@ Usage::
     imagecatcher-simulator [--service-url URL] [--tile-service-url URL]
         [--method tcp|http|http-post] [--cameras N] [--rate MS]
         [--tile-size BYTES] [--duration SECONDS | --tiles N] [--acq-id UID]
-        [--json FILE]
+        [--json FILE] [--token TOKEN]
 
 It creates its own acquisition (start-acquisition with an INI log written
 here, UID from the clock unless ``--acq-id``), then runs one sender per
@@ -27,7 +27,9 @@ acknowledgements took longer than the rate; ``--json FILE`` writes the same.
 Exit status 1 when a tile failed, 2 for usage errors, 130 when interrupted.
 
 The old flags ``-service-url``, ``-rate``, ``-image-size`` and
-``-iterations`` (tiles per camera) are accepted too.
+``-iterations`` (tiles per camera) are accepted too.  ``--token`` (default:
+``IMAGECATCHER_TOKEN`` from the environment) authenticates its HTTP requests
+to a daemon with ``API_TOKENS``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from imagecatcher.cli.sender import (
     ServiceClient,
     Tile,
     TileSender,
+    add_token_argument,
     make_sender,
     parse_endpoint,
 )
@@ -194,6 +197,8 @@ class SimulatorOptions:
     end: bool = True
     timeout: float = 60.0
     json_path: Path | None = None
+    #: Bearer token of the HTTP requests ("" = none); never shown.
+    token: str = attrs.field(default="", repr=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-request timeout (default 60)",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="write results as JSON")
+    add_token_argument(p)
     return p
 
 
@@ -317,6 +323,7 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorOptions:
         end=not args.no_end,
         timeout=args.timeout,
         json_path=args.json,
+        token=args.token,
     )
 
 
@@ -462,7 +469,7 @@ def camera_table(results: Sequence[CameraResult], rate_ms: float) -> str:
 def simulate(options: SimulatorOptions, out: TextIO, err: TextIO) -> int:
     """Create the acquisition, run the cameras, report; the exit status."""
     acq_id = options.acq_id or clock_uid(datetime.now())
-    service = ServiceClient(options.acq_endpoint, options.timeout)
+    service = ServiceClient(options.acq_endpoint, options.timeout, options.token)
     total = options.tiles * options.cameras if options.tiles is not None else None
     tracker = Tracker(total=total, duration=options.duration)
     stop = threading.Event()
@@ -485,7 +492,9 @@ def simulate(options: SimulatorOptions, out: TextIO, err: TextIO) -> int:
             n,
             options,
             uid,
-            make_sender(options.method, options.tile_endpoint, options.timeout),
+            make_sender(
+                options.method, options.tile_endpoint, options.timeout, options.token
+            ),
             tracker,
             stop,
             line.message,

@@ -29,6 +29,7 @@ from imagecatcher.domain import NotFound as CatcherNotFound
 from imagecatcher.domain import QueueStatus
 from imagecatcher.pipeline import Pipeline
 from imagecatcher.storage import ContentStore
+from imagecatcher.web.access import AccessPolicy, Refusal
 from imagecatcher.web.calibrations import Calibrations
 from imagecatcher.web.capture import Capture, Lifecycle
 from imagecatcher.web.common import (
@@ -71,6 +72,7 @@ class CatcherAPI:
         threads: ThreadPool | None = None,
         lease_seconds: float = 0.0,
         tiles_url_base: str = "",
+        access: AccessPolicy | None = None,
     ) -> None:
         resources: tuple[_Resource, ...] = (
             Operations(
@@ -93,7 +95,7 @@ class CatcherAPI:
         self._app = Klein()
         with self._app.subroute(API_ROOT) as app:
             for resource in resources:
-                _mount(app, resource)
+                _mount(app, resource, access)
         # Klein tries these in order: the first whose class matches answers.
         self._app.handle_errors(NotFound)(self._not_found)
         self._app.handle_errors(MethodNotAllowed)(self._not_allowed)
@@ -128,20 +130,32 @@ class CatcherAPI:
         return json_response(request, status, {"errormessage": str(error)})
 
 
-def _mount(app: Klein, resource: _Resource) -> None:
-    """Add every route of ``resource`` to ``app``, run by the resource's router."""
+def _mount(app: Klein, resource: _Resource, access: AccessPolicy | None) -> None:
+    """Add every route of ``resource`` to ``app``, run by the resource's router
+    once ``access`` (if any) lets the request through."""
     router = resource.router
     prefix = type(resource).__name__
     for rule in router.url_map.iter_rules():
         methods = sorted(rule.methods) if rule.methods is not None else None
-        handler = _forward(router, rule.endpoint)
-        app.route(rule.rule, methods=methods, endpoint=f"{prefix}.{rule.endpoint}")(
-            handler
-        )
+        name = f"{prefix}.{rule.endpoint}"
+        handler = _forward(router, rule.endpoint, name, access)
+        app.route(rule.rule, methods=methods, endpoint=name)(handler)
 
 
-def _forward(router: Klein, endpoint: str) -> Callable[..., Any]:
+def _forward(
+    router: Klein, endpoint: str, name: str, access: AccessPolicy | None
+) -> Callable[..., Any]:
     def forward(request: IRequest, **kwargs: Any) -> Any:
+        if access is not None:
+            refusal = access.check(name, request)
+            if refusal is not None:
+                return _refuse(request, refusal)
         return router.execute_endpoint(endpoint, request, **kwargs)
 
     return forward
+
+
+def _refuse(request: IRequest, refusal: Refusal) -> bytes:
+    for header, value in refusal.headers().items():
+        request.setHeader(header, value)
+    return json_response(request, refusal.status, {"errormessage": refusal.message})

@@ -27,6 +27,7 @@ from twisted.web.server import Request, Site
 from imagecatcher.domain import QueueStatus
 from imagecatcher.listen import ConnectionLimit
 from imagecatcher.sink import Producer, TileSink
+from imagecatcher.web.access import CAPTURE_ENDPOINT, AccessPolicy
 from imagecatcher.web.common import BodyTooLarge
 from imagecatcher.web.tilebody import TileBody
 
@@ -151,6 +152,8 @@ class CatcherRequest(Request):
     body_timeout: float = 0.0
     #: Bytes per second a body must average over each window (HTTP_BODY_MIN_RATE).
     body_min_rate: int = 0
+    #: Who may capture (API_TOKENS); None = anyone.
+    access: AccessPolicy | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -168,9 +171,11 @@ class CatcherRequest(Request):
         clock: IReactorTime | None = None,
         body_timeout: float = 0.0,
         body_min_rate: int = 0,
+        access: AccessPolicy | None = None,
     ) -> type[CatcherRequest]:
-        """The request class of one site: its tile limit, its tiles' sinks and
-        how slow a body may come (``clock`` runs the watch)."""
+        """The request class of one site: its tile limit, its tiles' sinks,
+        how slow a body may come (``clock`` runs the watch) and who may
+        capture."""
 
         class DaemonRequest(CatcherRequest):
             def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -182,6 +187,7 @@ class CatcherRequest(Request):
         DaemonRequest.clock = clock
         DaemonRequest.body_timeout = body_timeout
         DaemonRequest.body_min_rate = body_min_rate
+        DaemonRequest.access = access
         return DaemonRequest
 
     def gotLength(self, length: int | None) -> None:
@@ -191,6 +197,9 @@ class CatcherRequest(Request):
             )
         open_sink = self.open_sink
         if open_sink is not None and self._is_capture():
+            if self._capture_refused():
+                self.content = BodyBuffer(length, 0)  # kept nowhere: dropped
+                return
             ctype = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
             producer: Producer | None = IPushProducer(self.channel.transport, None)
             if producer is not None and self._watch is not None:
@@ -205,6 +214,31 @@ class CatcherRequest(Request):
             )
         else:
             self.content = BodyBuffer(length, self.max_body)
+
+    def _capture_refused(self) -> bool:
+        """Whether the capture route will refuse this request's token.
+
+        Checked at the headers, so a refused tile never reaches a sink.  The
+        route answers (401 or 403) and the connection closes after it.  A
+        client that waits for ``100 Continue`` is answered at once, its body
+        unsent; any other's body is read and dropped first, so that it sees
+        the answer rather than a reset connection.
+        """
+        if self.access is None:
+            return False
+        values = self.requestHeaders.getRawHeaders(b"authorization")
+        refusal = self.access.refusal(CAPTURE_ENDPOINT, values[0] if values else None)
+        if refusal is None:
+            return False
+        channel: Any = self.channel
+        channel.persistent = False
+        self.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        expect = self.requestHeaders.getRawHeaders(b"expect", [b""])[0]
+        if expect.lower() == b"100-continue":
+            # No 100 Continue goes out; the request is complete as it is.
+            self.requestHeaders.removeHeader(b"expect")
+            channel.length = 0
+        return True
 
     def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - twisted.web
         if self._watch is not None:

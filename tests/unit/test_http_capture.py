@@ -32,6 +32,7 @@ from imagecatcher.pipeline import Pipeline, Stage
 from imagecatcher.sink import MAX_PENDING
 from imagecatcher.spool import Spool
 from imagecatcher.storage.fs import FileStore
+from imagecatcher.web.access import AccessPolicy
 from imagecatcher.web.app import CatcherAPI
 from imagecatcher.web.request import BodyBuffer, CatcherRequest
 from imagecatcher.web.tilebody import TileBody
@@ -112,7 +113,10 @@ def parse(raw: bytes) -> Answer:
 
 
 def make_daemon(
-    tmp_path: Path, pool: ThreadPool | None = None, max_tile: int = MAX_TILE
+    tmp_path: Path,
+    pool: ThreadPool | None = None,
+    max_tile: int = MAX_TILE,
+    access: AccessPolicy | None = None,
 ) -> Daemon:
     """A Site serving the API over a Pipeline and FileStore, synchronous."""
     pool = pool or SyncThreadPool()
@@ -138,9 +142,12 @@ def make_daemon(
         pipeline.status,
         pipeline=pipeline,
         max_tile_bytes=max_tile,
+        access=access,
     )
     site = Site(api.resource(), reactor=MemoryReactorClock())
-    site.requestFactory = CatcherRequest.for_daemon(max_tile, pipeline.open_sink)
+    site.requestFactory = CatcherRequest.for_daemon(
+        max_tile, pipeline.open_sink, access=access
+    )
     return Daemon(site, pipeline, repo, tmp_path / "objects", pool)
 
 
