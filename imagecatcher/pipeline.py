@@ -58,6 +58,14 @@ class QueueTimeout(CatcherError):
     """A stage's queue stayed full for longer than WAIT_TIMEOUT."""
 
 
+async def _settled(d: Deferred[Any]) -> None:
+    """Wait for ``d`` whatever its outcome."""
+    try:
+        await d
+    except Exception:
+        pass
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -391,11 +399,11 @@ class Pipeline:
         finding = Deferred.fromCoroutine(
             self._repo.find_tile(acq.mosaic_id, name.col, name.row, name.frame)
         )
-        # A tile whose durable home is local (the file store, or the spool
-        # when it is acknowledged from there) is fsync'd as soon as it is
-        # written: that is its one durable write.
-        synced = (
-            self._local is not None or self._ack_when == "spooled" or not self.health.up
+        # A tile acknowledged from the spool is fsync'd as soon as it is
+        # written: that is its one durable write.  The file store's tiles are
+        # fsync'd while their transaction runs (see _capture_local).
+        synced = self._local is None and (
+            self._ack_when == "spooled" or not self.health.up
         )
         try:
             received = await sink.finish(sync=synced)
@@ -458,20 +466,29 @@ class Pipeline:
                 "sha1": received.sha1.hex(),
             }
             obj = await self._local.place(
-                received.path, received.md5, collection, path, note
+                received.path, received.md5, collection, path, note, durable=False
             )
             kept[0] = True
             self.watch.consumed(received.size)
+            # The file and its rename are fsync'd while the transaction runs;
+            # the tile is acknowledged once both are done.  The rename came
+            # first: a kill -9 at any point leaves a file the record (or the
+            # restart's recover_placements) agrees with.
+            durable = Deferred.fromCoroutine(self._make_durable(sink, obj))
             try:
                 recorded = await self._record(acq, name, content, obj, existing)
             except BaseException:
                 # Not acknowledged: the store goes back to what the database
                 # says (the previous content, or nothing).
+                await _settled(durable)
                 await self._local.undo(obj)
                 raise
-            Deferred.fromCoroutine(self._local.settle(obj)).addErrback(
-                lambda f: log.failure("settling {key}", f, key=obj.key)
-            )
+            try:
+                await durable
+            finally:
+                Deferred.fromCoroutine(self._local.settle(obj)).addErrback(
+                    lambda f: log.failure("settling {key}", f, key=obj.key)
+                )
             return self._captured(
                 acq, recorded.tile, name, obj.key, path, received.sha1
             )
@@ -542,6 +559,15 @@ class Pipeline:
         self.watch.added(received.size)
         self._uploader.enqueue(entry)
         return self._captured(acq, recorded.tile, name, "", content.path, received.sha1)
+
+    async def _make_durable(self, sink: TileSink, obj: StoredObject) -> None:
+        """fsync a placed tile's file, then its directory; StoreError if not."""
+        assert self._local is not None
+        try:
+            await sink.make_durable()
+        except OSError as e:
+            raise self._full_error(e, self.staging_dir) from e
+        await self._local.sync_placed(obj)
 
     async def _read(self, path: Path) -> bytes:
         data: bytes = await deferToThreadPool(self._clock, self._pool, path.read_bytes)

@@ -99,12 +99,18 @@ class LocalStore(ContentStore, Protocol):
         collection: str,
         path: str,
         note: Mapping[str, Any] | None = None,
+        durable: bool = True,
     ) -> StoredObject:
-        """Rename ``source`` (in :attr:`staging_dir`, fsync'd, its MD5 checked
-        while received) to ``<collection>/<path>`` durably; StoreError if not.
+        """Rename ``source`` (in :attr:`staging_dir`, its MD5 checked while
+        received) to ``<collection>/<path>``; StoreError if not.  With
+        ``durable`` the caller fsync'd it and the rename is made durable too;
+        without, the caller fsyncs the file, then calls :meth:`sync_placed`.
         Then :meth:`settle` or :meth:`undo` it once its record is written or
         refused.  ``note`` (JSON) is kept with the replaced file until then,
         for :meth:`interrupted`."""
+
+    async def sync_placed(self, obj: StoredObject) -> None:
+        """Make a placement's rename durable; StoreError if not."""
 
     async def settle(self, obj: StoredObject) -> None:
         """The placement is recorded: drop what it replaced."""

@@ -304,12 +304,15 @@ class FileStore:
         collection: str,
         path: str,
         note: Mapping[str, Any] | None = None,
+        durable: bool = True,
     ) -> StoredObject:
-        """Rename a received, fsync'd file in :attr:`staging_dir` into place.
+        """Rename a received file in :attr:`staging_dir` into place.
 
-        The caller checked its MD5 while receiving it and made it durable; the
-        rename is made durable by a directory fsync shared with the tiles
-        placed in the same directory at the same time.
+        The caller checked its MD5 while receiving it.  With ``durable`` (the
+        caller made the file durable) the rename is made durable at once by a
+        directory fsync shared with the tiles placed in the same directory at
+        the same time; without, the caller fsyncs the file and then calls
+        :meth:`sync_placed`.
         """
         check_md5(md5)
         name = path_key(collection, path)
@@ -320,12 +323,25 @@ class FileStore:
         )
         obj = StoredObject(object_key(name), "file://" + quote(str(placed)))
         self._placed[obj.location_url] = (placed, previous)
+        if durable:
+            try:
+                await self.sync_placed(obj)
+            except StoreError:
+                await self.undo(obj)
+                raise
+        return obj
+
+    async def sync_placed(self, obj: StoredObject) -> None:
+        """Make the rename of a placement durable (its directory's fsync)."""
+        placed, _previous = self._placed.get(obj.location_url, (None, None))
+        if placed is None:
+            return
         try:
             await self._dirsync.sync(placed.parent)
         except OSError as e:
-            await self.undo(obj)
-            raise StoreError(f"put {name!r} in {self._root}: {e.strerror or e}") from e
-        return obj
+            raise StoreError(
+                f"put {self._name(obj)!r} in {self._root}: {e.strerror or e}"
+            ) from e
 
     async def settle(self, obj: StoredObject) -> None:
         """The placement of ``obj`` is recorded: forget the file it replaced."""
