@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ from imagecatcher.domain import (
     TileRecord,
     jfs_path,
 )
+from imagecatcher.metrics import Metrics
 from imagecatcher.names import TileName
 from imagecatcher.sink import Received, SinkFactory, TileSink
 from imagecatcher.spool import Spool, SpoolEntry
@@ -181,8 +183,10 @@ class Pipeline:
         spool_max_bytes: int = 0,
         min_free_bytes: int = 0,
         probe_collection: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         self._repo = repo
+        self._stage = metrics.stage if metrics is not None else _untimed
         self._store = store
         self._local = local
         self._spool = spool
@@ -424,6 +428,9 @@ class Pipeline:
         except BaseException:
             finding.addErrback(lambda _: None)
             raise
+        self._stage("hash", sink.finish_seconds - sink.sync_seconds)
+        if synced:
+            self._stage("durable_write", sink.sync_seconds)
         existing = await finding
         if upload.md5 is not None and upload.md5 != received.md5:
             raise BadParameter(
@@ -469,7 +476,9 @@ class Pipeline:
         collection = acq.collection(self._mapping)
         if self._local is not None:
             self._refuse_if_full(received.size)
+            started = time.monotonic()
             obj = await self._local.place(received.path, received.md5, collection, path)
+            self._stage("place", time.monotonic() - started)
             kept[0] = True
             self.watch.consumed(received.size)
             try:
@@ -544,8 +553,12 @@ class Pipeline:
         )
         try:
             if not synced:
+                started = time.monotonic()
                 await self._fsync(received.path)
+                self._stage("durable_write", time.monotonic() - started)
+            started = time.monotonic()
             await self._spool.adopt(entry, received.path)
+            self._stage("spool", time.monotonic() - started)
         except OSError as e:
             raise self._full_error(e, self._spool.directory) from e
         kept[0] = True
@@ -573,9 +586,11 @@ class Pipeline:
         if obj is not None:
             content = attrs.evolve(content, key=obj.key, url=obj.location_url)
         try:
+            started = time.monotonic()
             recorded = await self.tile_stage.run(
                 lambda: self._repo.record_tile(content, known=known)
             )
+            self._stage("database", time.monotonic() - started)
         except QueueTimeout:
             raise CatcherError(
                 f"Timeout waiting to enqueue the tile job for: {acq.uid}:{name.name}"
@@ -620,8 +635,10 @@ class Pipeline:
         md5: bytes,
         context: Mapping[str, str],
     ) -> StoredObject:
+        started = time.monotonic()
         obj = await self._store.put(collection, path, data, md5, context)
         await self._store.verify(obj, len(data), md5)
+        self._stage("upload", time.monotonic() - started)
         return obj
 
     def _discard_superseded(self, obj: StoredObject, *old_keys: str) -> None:
@@ -744,6 +761,10 @@ class Pipeline:
                 log.warn(
                     "stopped with {n} capture(s) unfinished", n=len(self._in_flight)
                 )
+
+
+def _untimed(stage: str, seconds: float) -> None:
+    """Where timings go without metrics."""
 
 
 def _shield(work: Deferred[T]) -> Deferred[T]:

@@ -12,6 +12,7 @@ coming is dropped (:class:`BodyWatch`, ``HTTP_BODY_TIMEOUT`` and
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from twisted.web.server import Request, Site
 
 from imagecatcher.domain import QueueStatus
 from imagecatcher.listen import ConnectionLimit
+from imagecatcher.metrics import Metrics, route_of
 from imagecatcher.sink import Producer, TileSink
 from imagecatcher.web.common import BodyTooLarge
 from imagecatcher.web.tilebody import TileBody
@@ -158,6 +160,8 @@ class CatcherRequest(Request):
         # twisted.web sets this per instance from the Site; routes parse forms.
         self._parsePOSTFormSubmission = False
         self._watch: BodyWatch | None = None
+        #: When the request began to arrive (monotonic), for the metrics.
+        self.arrived = time.monotonic()
 
     @classmethod
     def for_daemon(
@@ -361,15 +365,33 @@ class CatcherSite(Site):
     ``max_connections`` is ``HTTP_MAX_CONNECTIONS`` (0 = no limit).  A
     connection beyond it is closed as soon as it is accepted, before any byte
     is read: counted in :attr:`refused`, and logged once per run of refusals.
+    With ``metrics``, every answered request is counted by route template,
+    method and status.
     """
 
     protocol = CatcherChannel  # type: ignore[assignment]
 
     def __init__(
-        self, resource: Any, *, max_connections: int = 0, **kwargs: Any
+        self,
+        resource: Any,
+        *,
+        max_connections: int = 0,
+        metrics: Metrics | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
         self.limit = ConnectionLimit("HTTP", "HTTP_MAX_CONNECTIONS", max_connections)
+        self._metrics = metrics
+
+    def log(self, request: Any) -> None:
+        """Write the access log line; count the request."""
+        super().log(request)
+        if self._metrics is not None:
+            arrived = getattr(request, "arrived", None)
+            seconds = 0.0 if arrived is None else time.monotonic() - arrived
+            self._metrics.http_request(
+                route_of(request), request.method, request.code, seconds
+            )
 
     @property
     def open_connections(self) -> int:
