@@ -42,7 +42,7 @@ CHANNELS = ("tcp", "http")
 #: (bad name, unknown acquisition, checksum mismatch...), failed for ours.
 OUTCOMES = ("ok", "rejected", "failed")
 #: The timed stages of a capture (see README, "Metrics").
-STAGES = ("hash", "durable_write", "database", "upload", "spool", "place")
+STAGES = ("hash", "durable_write", "database", "upload")
 #: The two queues of CONTRACT §4.1.
 QUEUES = ("tile", "content")
 #: The route label of a request that matched no route.
@@ -206,15 +206,7 @@ class Metrics:
             ["route", "method", "status"],
             registry=own,
         )
-        self._http_seconds = Histogram(
-            "imagecatcher_http_request_duration_seconds",
-            "Seconds from a request's arrival to its response, by route template.",
-            ["route"],
-            buckets=TIME_BUCKETS,
-            registry=own,
-        )
         self._http_children: dict[tuple[str, str, str], Any] = {}
-        self._http_seconds_children: dict[str, Any] = {}
 
         def gauge(name: str, text: str, labels: list[str], mode: str) -> Gauge:
             return Gauge(
@@ -320,9 +312,7 @@ class Metrics:
         if served:
             self._served.inc(served)
 
-    def http_request(
-        self, route: str, method: bytes | str | None, status: int, seconds: float
-    ) -> None:
+    def http_request(self, route: str, method: bytes | str | None, status: int) -> None:
         """An HTTP request was answered."""
         if isinstance(method, bytes):
             method = method.decode("latin-1")
@@ -333,12 +323,6 @@ class Metrics:
         if child is None:
             child = self._http_children[key] = self._http.labels(*key)
         child.inc()
-        timer = self._http_seconds_children.get(route)
-        if timer is None:
-            timer = self._http_seconds_children[route] = self._http_seconds.labels(
-                route
-            )
-        timer.observe(seconds)
 
     # -- state ---------------------------------------------------------------------
 

@@ -429,8 +429,6 @@ class Pipeline:
             finding.addErrback(lambda _: None)
             raise
         self._stage("hash", sink.finish_seconds - sink.sync_seconds)
-        if synced:
-            self._stage("durable_write", sink.sync_seconds)
         existing = await finding
         if upload.md5 is not None and upload.md5 != received.md5:
             raise BadParameter(
@@ -478,7 +476,9 @@ class Pipeline:
             self._refuse_if_full(received.size)
             started = time.monotonic()
             obj = await self._local.place(received.path, received.md5, collection, path)
-            self._stage("place", time.monotonic() - started)
+            # Its fsync, then the rename and the directory's fsync.
+            placed = time.monotonic() - started
+            self._stage("durable_write", sink.sync_seconds + placed)
             kept[0] = True
             self.watch.consumed(received.size)
             try:
@@ -552,13 +552,13 @@ class Pipeline:
             superseded_key=superseded,
         )
         try:
-            if not synced:
-                started = time.monotonic()
-                await self._fsync(received.path)
-                self._stage("durable_write", time.monotonic() - started)
             started = time.monotonic()
+            if not synced:
+                await self._fsync(received.path)
             await self._spool.adopt(entry, received.path)
-            self._stage("spool", time.monotonic() - started)
+            # Its fsync, then the spool entry's rename, metadata, directory fsync.
+            adopted = time.monotonic() - started
+            self._stage("durable_write", sink.sync_seconds + adopted)
         except OSError as e:
             raise self._full_error(e, self._spool.directory) from e
         kept[0] = True

@@ -12,7 +12,6 @@ coming is dropped (:class:`BodyWatch`, ``HTTP_BODY_TIMEOUT`` and
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -160,8 +159,6 @@ class CatcherRequest(Request):
         # twisted.web sets this per instance from the Site; routes parse forms.
         self._parsePOSTFormSubmission = False
         self._watch: BodyWatch | None = None
-        #: When the request began to arrive (monotonic), for the metrics.
-        self.arrived = time.monotonic()
 
     @classmethod
     def for_daemon(
@@ -387,11 +384,7 @@ class CatcherSite(Site):
         """Write the access log line; count the request."""
         super().log(request)
         if self._metrics is not None:
-            arrived = getattr(request, "arrived", None)
-            seconds = 0.0 if arrived is None else time.monotonic() - arrived
-            self._metrics.http_request(
-                route_of(request), request.method, request.code, seconds
-            )
+            self._metrics.http_request(route_of(request), request.method, request.code)
 
     @property
     def open_connections(self) -> int:
