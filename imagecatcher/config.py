@@ -145,6 +145,12 @@ def _as_networks(value: Any) -> tuple[Network, ...]:
     return parse_networks(_as_list(value))
 
 
+def _as_endpoint(value: Any) -> str:
+    # An endpoint string, or the old ":9100" / "host:9100" form; "" = none.
+    text = _as_str(value).strip()
+    return to_endpoint(text) if text else ""
+
+
 _Kind = Callable[[Any], Any]
 
 #: Every key the daemon reads, with its coercion.  The Config field of a key is
@@ -206,6 +212,7 @@ _SCHEMA: dict[str, _Kind] = {
     "ERROR_NOTIFICATION_RECIPIENTS": _as_list,
     "MIN_TIME_BETWEEN_EMAIL_NOTIFS_IN_MINS": _as_float,
     "INSTANCE_NAME": _as_str,
+    "METRICS_ENDPOINT": _as_endpoint,
 }
 
 #: Keys of the old shipped file that the daemon accepts and does not use.
@@ -285,6 +292,9 @@ class Config:
     error_notification_recipients: tuple[str, ...] = ()
     min_time_between_email_notifs_in_mins: float = 10.0
     instance_name: str = "Unknown"
+    #: A second listener serving only GET /metrics ("" = none: /metrics is
+    #: on the HTTP port only).
+    metrics_endpoint: str = ""
     # Not configuration keys: the listen endpoints come from the command line.
     http_endpoint: str = ""
     tcp_endpoint: str = ""
@@ -365,7 +375,7 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 def _env_value(key: str, text: str) -> Any:
     """String keys take the variable verbatim; the others take JSON."""
-    if _SCHEMA[key] in (_as_str, _as_driver, _as_store_url, _as_duration):
+    if _SCHEMA[key] in (_as_str, _as_driver, _as_store_url, _as_duration, _as_endpoint):
         return text
     try:
         return json.loads(text)

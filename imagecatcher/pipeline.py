@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +45,7 @@ from imagecatcher.domain import (
     TileRecord,
     jfs_path,
 )
+from imagecatcher.metrics import Metrics
 from imagecatcher.names import TileName
 from imagecatcher.sink import Received, SinkFactory, TileSink
 from imagecatcher.spool import Spool, SpoolEntry
@@ -181,8 +183,10 @@ class Pipeline:
         spool_max_bytes: int = 0,
         min_free_bytes: int = 0,
         probe_collection: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         self._repo = repo
+        self._stage = metrics.stage if metrics is not None else _untimed
         self._store = store
         self._local = local
         self._spool = spool
@@ -413,6 +417,7 @@ class Pipeline:
         except BaseException:
             finding.addErrback(lambda _: None)
             raise
+        self._stage("hash", sink.finish_seconds - sink.sync_seconds)
         existing = await finding
         if upload.md5 is not None and upload.md5 != received.md5:
             raise BadParameter(
@@ -465,16 +470,18 @@ class Pipeline:
                 "frame": name.frame,
                 "sha1": received.sha1.hex(),
             }
+            started = time.monotonic()
             obj = await self._local.place(
                 received.path, received.md5, collection, path, note, durable=False
             )
+            placed = time.monotonic() - started
             kept[0] = True
             self.watch.consumed(received.size)
             # The file and its rename are fsync'd while the transaction runs;
             # the tile is acknowledged once both are done.  The rename came
             # first: a kill -9 at any point leaves a file the record (or the
             # restart's recover_placements) agrees with.
-            durable = Deferred.fromCoroutine(self._make_durable(sink, obj))
+            durable = Deferred.fromCoroutine(self._make_durable(sink, obj, placed))
             try:
                 recorded = await self._record(acq, name, content, obj, existing)
             except BaseException:
@@ -550,9 +557,13 @@ class Pipeline:
             superseded_key=superseded,
         )
         try:
+            started = time.monotonic()
             if not synced:
                 await self._fsync(received.path)
             await self._spool.adopt(entry, received.path)
+            # Its fsync, then the spool entry's rename, metadata, directory fsync.
+            adopted = time.monotonic() - started
+            self._stage("durable_write", sink.sync_seconds + adopted)
         except OSError as e:
             raise self._full_error(e, self._spool.directory) from e
         kept[0] = True
@@ -560,14 +571,19 @@ class Pipeline:
         self._uploader.enqueue(entry)
         return self._captured(acq, recorded.tile, name, "", content.path, received.sha1)
 
-    async def _make_durable(self, sink: TileSink, obj: StoredObject) -> None:
-        """fsync a placed tile's file, then its directory; StoreError if not."""
+    async def _make_durable(
+        self, sink: TileSink, obj: StoredObject, placed: float
+    ) -> None:
+        """fsync a placed tile's file, then its directory; StoreError if not.
+        ``placed``: the seconds its rename took (for the durable_write stage)."""
         assert self._local is not None
+        started = time.monotonic()
         try:
             await sink.make_durable()
         except OSError as e:
             raise self._full_error(e, self.staging_dir) from e
         await self._local.sync_placed(obj)
+        self._stage("durable_write", placed + time.monotonic() - started)
 
     async def _read(self, path: Path) -> bytes:
         data: bytes = await deferToThreadPool(self._clock, self._pool, path.read_bytes)
@@ -589,9 +605,11 @@ class Pipeline:
         if obj is not None:
             content = attrs.evolve(content, key=obj.key, url=obj.location_url)
         try:
+            started = time.monotonic()
             recorded = await self.tile_stage.run(
                 lambda: self._repo.record_tile(content, known=known)
             )
+            self._stage("database", time.monotonic() - started)
         except QueueTimeout:
             raise CatcherError(
                 f"Timeout waiting to enqueue the tile job for: {acq.uid}:{name.name}"
@@ -636,8 +654,10 @@ class Pipeline:
         md5: bytes,
         context: Mapping[str, str],
     ) -> StoredObject:
+        started = time.monotonic()
         obj = await self._store.put(collection, path, data, md5, context)
         await self._store.verify(obj, len(data), md5)
+        self._stage("upload", time.monotonic() - started)
         return obj
 
     def _discard_superseded(self, obj: StoredObject, *old_keys: str) -> None:
@@ -792,6 +812,10 @@ class Pipeline:
                 log.warn(
                     "stopped with {n} capture(s) unfinished", n=len(self._in_flight)
                 )
+
+
+def _untimed(stage: str, seconds: float) -> None:
+    """Where timings go without metrics."""
 
 
 def _shield(work: Deferred[T]) -> Deferred[T]:

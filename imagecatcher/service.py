@@ -18,27 +18,32 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.server import Site
 
 from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.config import Config
 from imagecatcher.db.pool import open_database
 from imagecatcher.db.repository import Repository
 from imagecatcher.fsio import BackgroundThreadPool
-from imagecatcher.listen import ReusePortListener, parse_tcp_endpoint
+from imagecatcher.listen import ConnectionLimit, ReusePortListener, parse_tcp_endpoint
+from imagecatcher.metrics import Metrics
 from imagecatcher.notify import MailSettings, Notifier
 from imagecatcher.pipeline import Pipeline, Stage
 from imagecatcher.sink import TileSink, remove_stale_parts
 from imagecatcher.spool import Spool
 from imagecatcher.storage.factory import open_store
 from imagecatcher.storage.fs import FileStore
+from imagecatcher.storage.metered import MeteredStore
 from imagecatcher.storage.s3 import S3Store
 from imagecatcher.tcp import FRAME_OVERHEAD, PipelineHandler, TileFactory
 from imagecatcher.web.access import AccessPolicy
 from imagecatcher.web.app import CatcherAPI
+from imagecatcher.web.metrics import MetricsExport
 from imagecatcher.web.request import (
     CatcherChannel,
     CatcherRequest,
@@ -50,6 +55,9 @@ log = Logger()
 
 #: Longest wait for tiles in flight when the daemon stops.
 STOP_DEADLINE = 30.0
+#: Seconds between two samples of the gauges with several worker processes
+#: (the process answering a scrape samples its own just before).
+SAMPLE_EVERY = 1.0
 
 
 class _Sequential(MultiService):
@@ -141,18 +149,25 @@ def _listener(reactor: Any, endpoint: str, factory: Any, config: Config) -> ISer
 
 
 def build_service(
-    config: Config, reactor: Any, workers: IService | None = None
+    config: Config,
+    reactor: Any,
+    workers: IService | None = None,
+    metrics: Metrics | None = None,
 ) -> IService:
     """Build the service tree: pools, store, pipeline, HTTP site, TCP server.
 
     ``workers`` (the supervisor of the other worker processes) is added last,
     so it stops first: every child has drained and exited before this
-    process's own listeners close.
+    process's own listeners close.  ``metrics`` defaults to this process's
+    own (one worker process).
     """
     root = _Sequential()
     for key in config.unknown_keys:
         log.warn("ignoring unknown configuration key {key}", key=key)
+    if metrics is None:
+        metrics = Metrics()
     db = open_database(config, reactor)
+    db.on_error = metrics.database_error
     _Hooks(stop=db.close).setServiceParent(root)
     # Hashing and file I/O of big buffers run here, never on the reactor thread.
     threads = ThreadPool(minthreads=2, maxthreads=16, name="imagecatcher-io")
@@ -178,7 +193,8 @@ def build_service(
     _Hooks(stop=notifier.stop).setServiceParent(root)
 
     repo = Repository(db, reactor)
-    store = open_store(config, reactor, client, threads)
+    backend = open_store(config, reactor, client, threads)
+    store = MeteredStore(backend, metrics)
     pipeline = Pipeline(
         repo,
         store,
@@ -199,13 +215,14 @@ def build_service(
         ),
         jfs_mapping=config.jfs_mapping,
         notify=notifier.notify,
-        local=store if isinstance(store, FileStore) else None,
+        local=store if isinstance(backend, FileStore) else None,
         max_tile_bytes=config.max_tile_bytes,
         ack_when=config.ack_when,
         upload_rate=float(config.upload_max_bytes_per_second),
         spool_max_bytes=config.spool_max_bytes,
         min_free_bytes=config.spool_min_free_bytes,
         probe_collection=config.jfs_mapping.get("PING", ""),
+        metrics=metrics,
     )
 
     async def start_pipeline() -> None:
@@ -215,8 +232,8 @@ def build_service(
         )
         if removed:
             log.info("removed {n} tile(s) received but never acknowledged", n=removed)
-        if isinstance(store, S3Store):
-            await store.ensure_bucket()
+        if isinstance(backend, S3Store):
+            await backend.ensure_bucket()
         await pipeline.resume()
         pipeline.start_watching()
 
@@ -243,6 +260,24 @@ def build_service(
             tokens=config.api_tokens,
             reads="need a token" if config.read_requires_token else "are open",
         )
+    sampler = _Sampler(metrics, pipeline, reactor)
+    metrics.before_scrape(sampler)
+    if metrics.multiprocess_dir is not None:
+        # The other workers answer scrapes too: this one's gauges must be
+        # in the shared files, fresh.
+        loop = LoopingCall(sampler)
+        loop.clock = reactor
+
+        async def start_sampling() -> None:
+            done = loop.start(SAMPLE_EVERY, now=True)
+            done.addErrback(lambda f: log.failure("sampling the gauges", f))
+
+        def stop_sampling() -> None:
+            if loop.running:
+                loop.stop()
+
+        _Hooks(start=start_sampling, stop=stop_sampling).setServiceParent(root)
+
     if config.http_endpoint:
         api = CatcherAPI(
             repo,
@@ -257,12 +292,15 @@ def build_service(
             lease_seconds=config.tile_lease_seconds,
             tiles_url_base=config.tiles_url_base,
             access=access,
+            metrics=metrics,
         )
         site = CatcherSite(
             api.resource(),
             max_connections=config.http_max_connections,
+            metrics=metrics,
             reactor=reactor,
         )
+        sampler.http = site.limit
         site.requestFactory = _request_factory(
             config, pipeline.open_sink, reactor, access
         )
@@ -272,7 +310,7 @@ def build_service(
         _listener(reactor, config.http_endpoint, site, config).setServiceParent(root)
     if config.tcp_endpoint:
         factory = TileFactory(
-            PipelineHandler(pipeline),
+            PipelineHandler(pipeline, metrics),
             float(config.tcp_idle_timeout),
             max_connections=config.tcp_max_connections,
             allowed_clients=config.tcp_allowed_clients,
@@ -284,9 +322,41 @@ def build_service(
                 networks=", ".join(str(n) for n in config.tcp_allowed_clients),
             )
         _listener(reactor, config.tcp_endpoint, factory, config).setServiceParent(root)
+        sampler.tcp = factory.limit
+    if config.metrics_endpoint:
+        scrape = Site(MetricsExport(metrics).resource(), reactor=reactor)
+        _listener(reactor, config.metrics_endpoint, scrape, config).setServiceParent(
+            root
+        )
     if workers is not None:
         workers.setServiceParent(root)
     return root
+
+
+class _Sampler:
+    """Sets the gauges of this process's state: queues, spool, store, connections."""
+
+    def __init__(self, metrics: Metrics, pipeline: Pipeline, clock: Any) -> None:
+        self._metrics = metrics
+        self._pipeline = pipeline
+        self._clock = clock
+        self.http: ConnectionLimit | None = None
+        self.tcp: ConnectionLimit | None = None
+
+    def __call__(self) -> None:
+        metrics, pipeline = self._metrics, self._pipeline
+        status = pipeline.status()
+        for name, stage, colour in (
+            ("tile", pipeline.tile_stage, status.tile),
+            ("content", pipeline.content_stage, status.content),
+        ):
+            metrics.queue(name, stage.waiting, stage.capacity, int(colour))
+        stats = pipeline.watch.stats
+        metrics.spool(stats.entries, stats.bytes, stats.age(self._clock.seconds()))
+        metrics.store_up(pipeline.health.up)
+        for channel, limit in (("http", self.http), ("tcp", self.tcp)):
+            metrics.connections(channel, limit.open_connections if limit else 0)
+        metrics.running()
 
 
 def _started(fn: Callable[[], object]) -> Callable[[], Awaitable[object]]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -257,6 +258,10 @@ class TileSink:
         self._paused = False
         self._finished = False
         self._discarded = False
+        #: Seconds finish() waited for the last bytes (metrics), and of them
+        #: the fsync's.
+        self.finish_seconds = 0.0
+        self.sync_seconds = 0.0
 
     # -- reactor side: receiving -----------------------------------------------
 
@@ -351,6 +356,7 @@ class TileSink:
         if self._finished:
             raise RuntimeError("tile sink finished twice")
         self._finished = True
+        started = time.monotonic()
         if self._batch or self._small:
             self._flush()
         self._io_lane.submit(lambda: self._last_write(sync), lambda ok, value: None)
@@ -368,6 +374,7 @@ class TileSink:
         if failures:
             failures[0].raiseException()
         assert self._path is not None
+        self.finish_seconds = time.monotonic() - started
         return Received(self._path, self.size, self._md5.digest(), self._sha1.digest())
 
     def _last_write(self, sync: bool) -> None:
@@ -378,8 +385,10 @@ class TileSink:
 
     def _fsync_and_close(self) -> None:
         if self._fd is not None:
+            started = time.monotonic()
             try:
                 os.fsync(self._fd)
+                self.sync_seconds += time.monotonic() - started
             finally:
                 os.close(self._fd)
                 self._fd = None

@@ -7,11 +7,18 @@ import os
 from pathlib import Path
 
 from twisted.application.service import IService
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python import usage
 
 from imagecatcher.config import Config, ConfigError
 from imagecatcher.db.pool import DatabaseUnavailable, check_database
+from imagecatcher.metrics import (
+    Metrics,
+    multiprocess_directory,
+    single_process,
+    use_multiprocess,
+)
 from imagecatcher.service import STOP_DEADLINE, build_service
 from imagecatcher.workers import (
     Supervisor,
@@ -112,6 +119,16 @@ def makeService(options: Options) -> IService:
         die_with_parent(options["supervisor-pid"])
     for text in plan.warnings:
         log.warn("{text}", text=text)
+    config = options["parsed"]
+    # Before prometheus_client is first imported (by Metrics): several
+    # workers share their metrics through files, emptied by worker 0.
+    metrics_dir = None
+    if plan.several:
+        metrics_dir = multiprocess_directory(config.spool_dir)
+        use_multiprocess(metrics_dir, clean=plan.index == 0)
+    else:
+        single_process()
+    metrics = Metrics(metrics_dir)
     supervisor = None
     if plan.count > 1:
         log.info("running {n} worker processes", n=plan.count)
@@ -127,8 +144,9 @@ def makeService(options: Options) -> IService:
             argv,
             publish=globalLogPublisher,
             stop_timeout=STOP_DEADLINE + CHILD_STOP_MARGIN,
+            on_exit=lambda pid: deferToThread(metrics.process_exited, pid),
         )
-    return build_service(options["parsed"], reactor, workers=supervisor)
+    return build_service(config, reactor, workers=supervisor, metrics=metrics)
 
 
 def _child_argv(

@@ -12,6 +12,7 @@ memory.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from typing import Protocol as TypingProtocol
@@ -28,6 +29,7 @@ from twisted.python.failure import Failure
 from imagecatcher.clients import ClientAllowList, Network
 from imagecatcher.domain import BadParameter, CatcherError, NotFound, QueueColour
 from imagecatcher.listen import ConnectionLimit
+from imagecatcher.metrics import Metrics
 from imagecatcher.names import TileName, tile_name_for
 from imagecatcher.pipeline import Pipeline, TileUpload
 from imagecatcher.protocol import (
@@ -544,8 +546,9 @@ class TileFactory(Factory):
 class PipelineHandler:
     """Feeds decoded TCP requests to the capture pipeline (§3.3, §3.4)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, metrics: Metrics | None = None) -> None:
         self._pipeline = pipeline
+        self._metrics = metrics
 
     def _failure(self, acq_id: int, client_error: bool) -> TileResponse:
         status = self._pipeline.status()
@@ -567,6 +570,8 @@ class PipelineHandler:
         self, request: TileRequest, sink: TileSink | None = None
     ) -> TileResponse:
         """Capture the tile; status 0 with its id, or status 1."""
+        started = time.monotonic()
+        outcome = "failed"  # for the metrics, until known
         try:
             try:
                 name = tile_name_for(
@@ -583,12 +588,22 @@ class PipelineHandler:
                 request.acq_id, tile, request.image, request.checksum, sink=sink
             )
             result = await self._pipeline.capture(upload)
+            outcome = "ok"
         except (BadParameter, NotFound) as e:
+            outcome = "rejected"
             log.warn("tile from TCP refused: {reason}", reason=e)
             return self._failure(request.acq_id, client_error=True)
         except (CatcherError, StoreError) as e:
             log.warn("tile from TCP failed: {reason}", reason=e)
             return self._failure(request.acq_id, client_error=False)
+        finally:
+            if self._metrics is not None:
+                if outcome == "ok":
+                    size = sink.size if sink is not None else len(request.image)
+                    seconds = time.monotonic() - started
+                    self._metrics.tile_acknowledged("tcp", size, seconds)
+                else:
+                    self._metrics.tile_refused("tcp", outcome)
         status = result.status
         return TileResponse(
             acq_id=request.acq_id,

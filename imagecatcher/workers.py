@@ -114,7 +114,11 @@ def plan_workers(
                 f"{wanted} workers share their ports through SO_REUSEPORT:"
                 " set SO_REUSEPORT to true or WORKERS to 1"
             )
-        for endpoint in (config.http_endpoint, config.tcp_endpoint):
+        for endpoint in (
+            config.http_endpoint,
+            config.tcp_endpoint,
+            config.metrics_endpoint,
+        ):
             try:
                 tcp = parse_tcp_endpoint(endpoint) if endpoint else True
             except EndpointError as e:
@@ -351,8 +355,11 @@ class Supervisor(Service):
         first_backoff: float = 1.0,
         max_backoff: float = 60.0,
         stable_after: float = 30.0,
+        on_exit: Callable[[int], object] = lambda pid: None,
     ) -> None:
         self._reactor = reactor
+        #: Called with the pid of every child that exited (its metrics go).
+        self._on_exit = on_exit
         self._count = count
         self._argv = argv
         self._publish = publish
@@ -404,6 +411,8 @@ class Supervisor(Service):
     def _child_ended(self, worker: _Worker, reason: Failure) -> None:
         if self.workers.get(worker.index) is worker:
             del self.workers[worker.index]
+        if worker.pid is not None:
+            self._on_exit(worker.pid)
         code = getattr(reason.value, "exitCode", None)
         signum = getattr(reason.value, "signal", None)
         how = f"signal {signum}" if signum else f"status {code}"

@@ -54,12 +54,30 @@ class DatabaseUnavailable(Exception):
     """The database cannot be opened or is not initialised; the text says why."""
 
 
-class Database:
-    """An ``adbapi`` pool plus the dialect its statements are translated to."""
+#: Errors counted as database errors (by class): the drivers' own.
+DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    *UNAVAILABLE,
+    pymysql.err.MySQLError,
+    sqlite_dbapi.Error,
+)
 
-    def __init__(self, pool: adbapi.ConnectionPool, dialect: Dialect) -> None:
+
+class Database:
+    """An ``adbapi`` pool plus the dialect its statements are translated to.
+
+    ``on_error`` is told the class name of every driver error an interaction
+    raised (the metrics' ``imagecatcher_database_errors_total``).
+    """
+
+    def __init__(
+        self,
+        pool: adbapi.ConnectionPool,
+        dialect: Dialect,
+        on_error: Callable[[str], None] = lambda kind: None,
+    ) -> None:
         self._pool = pool
         self.dialect = dialect
+        self.on_error = on_error
 
     async def run(
         self,
@@ -88,7 +106,11 @@ class Database:
             raise as_database_error(e) from e
 
     async def _run(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        result: T = await self._pool.runInteraction(self._interaction, fn, args)
+        try:
+            result: T = await self._pool.runInteraction(self._interaction, fn, args)
+        except DRIVER_ERRORS as e:
+            self.on_error(type(e).__name__)
+            raise
         return result
 
     def _interaction(self, txn: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

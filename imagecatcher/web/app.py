@@ -6,7 +6,9 @@ collaborators, copies their routes into one URL map (one matcher, so unknown
 paths and wrong methods are answered the same way everywhere) and maps
 errors to statuses: JSON error bodies ``{"errormessage": ...}`` for the JSON
 routes (§1.0); ``ping`` and the content routes answer their own, in plain
-text.
+text.  ``GET /metrics`` (Prometheus) sits outside the API root.  Every
+request that matches a route is labelled with the route's template for the
+metrics (:func:`imagecatcher.metrics.note_route`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import NotFound as CatcherNotFound
 from imagecatcher.domain import QueueStatus
+from imagecatcher.metrics import Metrics, note_route, route_template
 from imagecatcher.pipeline import Pipeline
 from imagecatcher.storage import ContentStore
 from imagecatcher.web.access import AccessPolicy, Refusal
@@ -38,6 +41,7 @@ from imagecatcher.web.common import (
     status_of,
 )
 from imagecatcher.web.content import Content
+from imagecatcher.web.metrics import MetricsExport
 from imagecatcher.web.operations import Operations
 from imagecatcher.web.queries import Queries
 from imagecatcher.web.render import Render
@@ -73,6 +77,7 @@ class CatcherAPI:
         lease_seconds: float = 0.0,
         tiles_url_base: str = "",
         access: AccessPolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         resources: tuple[_Resource, ...] = (
             Operations(
@@ -86,16 +91,18 @@ class CatcherAPI:
                 pipeline.spool_report if pipeline is not None else None,
             ),
             Lifecycle(acquisitions),
-            Capture(pipeline, max_tile_bytes),
+            Capture(pipeline, max_tile_bytes, metrics),
             Queries(repo),
             Content(repo, store, clock, threads),
-            Render(repo, lease_seconds, tiles_url_base),
+            Render(repo, lease_seconds, tiles_url_base, metrics),
             Calibrations(repo),
         )
         self._app = Klein()
         with self._app.subroute(API_ROOT) as app:
             for resource in resources:
-                _mount(app, resource, access)
+                _mount(app, resource, access, API_ROOT)
+        if metrics is not None:
+            _mount(self._app, MetricsExport(metrics), access)
         # Klein tries these in order: the first whose class matches answers.
         self._app.handle_errors(NotFound)(self._not_found)
         self._app.handle_errors(MethodNotAllowed)(self._not_allowed)
@@ -130,22 +137,34 @@ class CatcherAPI:
         return json_response(request, status, {"errormessage": str(error)})
 
 
-def _mount(app: Klein, resource: _Resource, access: AccessPolicy | None) -> None:
+def _mount(
+    app: Klein, resource: _Resource, access: AccessPolicy | None, root: str = ""
+) -> None:
     """Add every route of ``resource`` to ``app``, run by the resource's router
-    once ``access`` (if any) lets the request through."""
+    once ``access`` (if any) lets the request through.
+
+    ``root`` is where ``app`` puts the routes (its subroute), for the
+    route templates of the metrics.
+    """
     router = resource.router
     prefix = type(resource).__name__
     for rule in router.url_map.iter_rules():
         methods = sorted(rule.methods) if rule.methods is not None else None
         name = f"{prefix}.{rule.endpoint}"
-        handler = _forward(router, rule.endpoint, name, access)
+        template = route_template(root + rule.rule)
+        handler = _forward(router, rule.endpoint, name, access, template)
         app.route(rule.rule, methods=methods, endpoint=name)(handler)
 
 
 def _forward(
-    router: Klein, endpoint: str, name: str, access: AccessPolicy | None
+    router: Klein,
+    endpoint: str,
+    name: str,
+    access: AccessPolicy | None,
+    template: str,
 ) -> Callable[..., Any]:
     def forward(request: IRequest, **kwargs: Any) -> Any:
+        note_route(request, template)
         if access is not None:
             refusal = access.check(name, request)
             if refusal is not None:

@@ -10,6 +10,7 @@ A tile's body is not buffered: it reached a sink while it arrived
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from klein import Klein
@@ -18,6 +19,7 @@ from twisted.web.iweb import IRequest
 
 from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.domain import BadParameter, CatcherError
+from imagecatcher.metrics import Metrics
 from imagecatcher.names import parse_tile_name
 from imagecatcher.pipeline import Captured, Pipeline, TileUpload
 from imagecatcher.sink import TileSink
@@ -26,6 +28,7 @@ from imagecatcher.web.common import (
     json_response,
     parse_uint64,
     query,
+    status_of,
 )
 from imagecatcher.web.forms import Part, is_multipart, parse_form, whole
 from imagecatcher.web.request import FORM_OVERHEAD, request_body, set_queue_headers
@@ -121,13 +124,34 @@ class Capture:
 
     router = Klein()
 
-    def __init__(self, pipeline: Pipeline | None, max_tile_bytes: int) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline | None,
+        max_tile_bytes: int,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._pipeline = pipeline
         self._max_tile_bytes = max_tile_bytes
+        self._metrics = metrics
 
     @router.route("/capture-image-content/<acqid>", methods=["PUT", "POST"])
     async def capture(self, request: IRequest, acqid: str) -> bytes:
         """Capture one tile (§1.5)."""
+        started = time.monotonic()
+        try:
+            answer, size = await self._capture(request, acqid)
+        except BaseException as e:
+            if self._metrics is not None:
+                status = status_of(e)
+                rejected = status is not None and status < 500
+                self._metrics.tile_refused("http", "rejected" if rejected else "failed")
+            raise
+        if self._metrics is not None:
+            self._metrics.tile_acknowledged("http", size, time.monotonic() - started)
+        return answer
+
+    async def _capture(self, request: IRequest, acqid: str) -> tuple[bytes, int]:
+        """The response body, and the tile's size."""
         request.setHeader(b"content-type", b"application/json")
         body = self._body(request)
         sink = body.take()  # ours from here on: captured or discarded
@@ -143,7 +167,8 @@ class Capture:
         # The pipeline finishes the sink, and discards it on any failure.
         result = await pipeline.capture(upload)
         set_queue_headers(request, result.status)
-        return json_response(request, 200, capture_json(result))
+        size = upload.sink.size if upload.sink is not None else len(upload.data)
+        return json_response(request, 200, capture_json(result)), size
 
     def _body(self, request: IRequest) -> TileBody:
         """The streamed body; a buffered one (another Request class) is fed now."""

@@ -11,6 +11,7 @@ from twisted.web.iweb import IRequest
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import BadParameter, NextTileRequest
 from imagecatcher.limits import TILE_STATE
+from imagecatcher.metrics import Metrics
 from imagecatcher.tilespec import (
     NO_TILE_READY,
     NO_TILE_READY_IN_SECTION,
@@ -38,11 +39,16 @@ class Render:
     router = Klein()
 
     def __init__(
-        self, repo: Repository, lease_seconds: float, tiles_url_base: str
+        self,
+        repo: Repository,
+        lease_seconds: float,
+        tiles_url_base: str,
+        metrics: Metrics | None = None,
     ) -> None:
         self._repo = repo
         self._lease = lease_seconds
         self._tiles_url_base = tiles_url_base
+        self._metrics = metrics
 
     @router.route("/next-tile", methods=["POST"])
     async def next_tile(self, request: IRequest) -> bytes:
@@ -69,6 +75,8 @@ class Render:
             }
             for s in specs
         ]
+        if self._metrics is not None:
+            self._metrics.next_tile(body["resultType"], len(specs))
         return json_response(request, 200, body)
 
     async def _nothing_found(self, req: NextTileRequest) -> str:

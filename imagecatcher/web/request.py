@@ -26,6 +26,7 @@ from twisted.web.server import Request, Site
 
 from imagecatcher.domain import QueueStatus
 from imagecatcher.listen import ConnectionLimit
+from imagecatcher.metrics import Metrics, route_of
 from imagecatcher.sink import Producer, TileSink
 from imagecatcher.web.access import CAPTURE_ENDPOINT, AccessPolicy
 from imagecatcher.web.common import BodyTooLarge
@@ -395,15 +396,29 @@ class CatcherSite(Site):
     ``max_connections`` is ``HTTP_MAX_CONNECTIONS`` (0 = no limit).  A
     connection beyond it is closed as soon as it is accepted, before any byte
     is read: counted in :attr:`refused`, and logged once per run of refusals.
+    With ``metrics``, every answered request is counted by route template,
+    method and status.
     """
 
     protocol = CatcherChannel  # type: ignore[assignment]
 
     def __init__(
-        self, resource: Any, *, max_connections: int = 0, **kwargs: Any
+        self,
+        resource: Any,
+        *,
+        max_connections: int = 0,
+        metrics: Metrics | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
         self.limit = ConnectionLimit("HTTP", "HTTP_MAX_CONNECTIONS", max_connections)
+        self._metrics = metrics
+
+    def log(self, request: Any) -> None:
+        """Write the access log line; count the request."""
+        super().log(request)
+        if self._metrics is not None:
+            self._metrics.http_request(route_of(request), request.method, request.code)
 
     @property
     def open_connections(self) -> int:

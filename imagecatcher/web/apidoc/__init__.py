@@ -15,7 +15,7 @@ from importlib import import_module
 from typing import Any
 
 #: Fragment modules, in the order their paths appear in the document.
-FRAGMENTS: tuple[str, ...] = ("access",)
+FRAGMENTS: tuple[str, ...] = ("metrics", "access")
 
 
 def build_document(version: str = "0") -> dict[str, Any]:
