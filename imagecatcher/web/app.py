@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map
 
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
@@ -29,6 +30,7 @@ from imagecatcher.domain import NotFound as CatcherNotFound
 from imagecatcher.domain import QueueStatus
 from imagecatcher.pipeline import Pipeline
 from imagecatcher.storage import ContentStore
+from imagecatcher.web.apidocs import ApiDocs
 from imagecatcher.web.calibrations import Calibrations
 from imagecatcher.web.capture import Capture, Lifecycle
 from imagecatcher.web.common import (
@@ -89,6 +91,7 @@ class CatcherAPI:
             Content(repo, store, clock, threads),
             Render(repo, lease_seconds, tiles_url_base),
             Calibrations(repo),
+            ApiDocs(clock, threads),
         )
         self._app = Klein()
         with self._app.subroute(API_ROOT) as app:
@@ -102,6 +105,10 @@ class CatcherAPI:
     def resource(self) -> Any:
         """The twisted.web resource serving this API."""
         return self._app.resource()
+
+    def url_map(self) -> Map:
+        """Every route, as werkzeug matches them (the OpenAPI test reads it)."""
+        return self._app.url_map
 
     def _not_found(self, request: IRequest, failure: Failure) -> bytes:
         if isinstance(failure.value, CatcherNotFound):

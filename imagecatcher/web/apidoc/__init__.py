@@ -15,7 +15,16 @@ from importlib import import_module
 from typing import Any
 
 #: Fragment modules, in the order their paths appear in the document.
-FRAGMENTS: tuple[str, ...] = ()
+FRAGMENTS: tuple[str, ...] = (
+    "common",
+    "operations",
+    "capture",
+    "queries",
+    "content",
+    "render",
+    "calibrations",
+    "apidocs",
+)
 
 
 def build_document(version: str = "0") -> dict[str, Any]:
