@@ -118,6 +118,10 @@ class CatcherAPI:
         return plain_response(request, 404, "404 page not found")
 
     def _not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        # RFC 9110 §15.5.6: a 405 names the methods the resource does allow.
+        methods = getattr(failure.value, "valid_methods", None) or ()
+        if methods:
+            request.setHeader(b"allow", ", ".join(sorted(methods)).encode("ascii"))
         return plain_response(request, 405, "405 method not allowed")
 
     def _failed(self, request: IRequest, failure: Failure) -> bytes:
