@@ -143,9 +143,10 @@ _ANCILLARY_RESPONSES = {
 
 def _tile_body() -> dict[str, Any]:
     return {
-        "required": True,
+        # A raw tile may be empty (§1.5): no body is a tile of 0 bytes.
+        "required": False,
         "description": "The tile: a raw body (any content type but a form;"
-        " name in `tile-filename`), or a form.",
+        " name in `tile-filename`; it may be empty), or a form.",
         "content": {
             "application/octet-stream": {"schema": dict(_FILE)},
             **_form(

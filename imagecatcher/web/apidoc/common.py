@@ -43,14 +43,15 @@ BOOLEAN: dict[str, Any] = {
 #: ``acq-from``/``acq-to``/``has-acq-from``/``has-acq-to`` (§8.2), read as UTC (§14).
 ACQ_TIME: dict[str, Any] = {
     "type": "string",
-    "pattern": r"^[0-9]{8}([0-9]{2}([0-9]{2}([0-9]{2})?)?)?$",
+    # Empty is allowed: present but empty counts as absent (§1.0).
+    "pattern": r"^([0-9]{8}([0-9]{2}([0-9]{2}([0-9]{2})?)?)?)?$",
     "description": "yyyyMMdd[HH[mm[ss]]], UTC.",
     "example": "20150304",
 }
 #: ``tile-from``/``tile-to`` (§8.2), read as UTC (§14).
 TILE_TIME: dict[str, Any] = {
     "type": "string",
-    "pattern": r"^[0-9]{14}(\.[0-9]*)?$",
+    "pattern": r"^([0-9]{14}(\.[0-9]*)?)?$",
     "description": "yyyyMMddHHmmss[.fraction], UTC.",
     "example": "20160707102250.000000",
 }
@@ -225,6 +226,7 @@ def query_param(
         "name": name,
         "in": "query",
         "required": False,
+        "allowEmptyValue": True,
         "description": description,
         "schema": dict(schema),
     }

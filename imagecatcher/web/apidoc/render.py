@@ -154,8 +154,9 @@ PATHS: dict[str, Any] = {
                 query_param("section", INT64, "Nominal section; negative = any."),
                 query_param(
                     "ntiles",
-                    INT32,
-                    "How many tiles (default 1, at most 1000; <= 0 is refused, Q23).",
+                    {**INT32, "minimum": 1},
+                    "How many tiles (default 1); more than 1000 count as 1000;"
+                    " <= 0 is refused (Q23).",
                 ),
                 string_query("sample", "Sample name (only without acqid)."),
                 string_query("project", "Project name (only without acqid)."),
