@@ -995,6 +995,15 @@ def _set_tile_states(cur: Cursor, state: str, ids: Sequence[TileSpecId]) -> int:
     return changed
 
 
+def _no_such_uid(uid: int) -> bool:
+    """A UID past the signed BIGINT column's range: no row has it.
+
+    Routes accept any uint64 (§1.0); SQLite cannot even bind such a number
+    (it answered 500, found by the schema fuzzing), so no query is run.
+    """
+    return uid > limits.INT64_MAX
+
+
 class Repository:
     """The service's database operations, each one transaction."""
 
@@ -1036,8 +1045,8 @@ class Repository:
 
     async def acquisition(self, uid: int) -> Acquisition | None:
         """The acquisition with that UID, or None."""
-        if not 0 <= uid <= limits.INT64_MAX:
-            return None  # uid is a signed BIGINT; SQLite cannot even compare it
+        if uid < 0 or _no_such_uid(uid):
+            return None
         return await self._db.run_idempotent(_acquisition, uid)
 
     async def complete_acquisition(self, uid: int) -> None:
@@ -1193,16 +1202,22 @@ class Repository:
         self, f: AcquisitionFilter, limit: int, offset: int
     ) -> list[tuple[Any, ...]]:
         """Acquisition rows (``ACQUISITION_COLUMNS``) matching §8.3."""
+        if _no_such_uid(f.acq_uid):
+            return []
         return await self._db.run_idempotent(_acquisitions, f, limit, offset)
 
     async def projects(
         self, f: AcquisitionFilter, limit: int, offset: int
     ) -> list[tuple[str, str]]:
         """Distinct (project, owner) pairs matching §8.4."""
+        if _no_such_uid(f.acq_uid):
+            return []
         return await self._db.run_idempotent(_projects, f, limit, offset)
 
     async def tiles(self, f: TileFilter, limit: int, offset: int) -> list[TileRow]:
         """Tiles matching §8.5, one row per tile."""
+        if _no_such_uid(f.acq_uid):
+            return []
         return await self._db.run_idempotent(_tiles, f, limit, offset)
 
     async def tile(self, tile_id: int) -> TileRow | None:
@@ -1213,10 +1228,14 @@ class Repository:
         self, req: NextTileRequest, batch: str, lease_seconds: float
     ) -> list[SpecInput]:
         """Atomically move up to ``ntiles`` eligible links to the new state (§9.1)."""
+        if _no_such_uid(req.acq_uid):
+            return []
         return await self._db.run(_claim_tiles, req, batch, self._now(), lease_seconds)
 
     async def served_state(self, req: NextTileRequest) -> tuple[bool, dict[str, int]]:
         """Completion and link counts by state, for the result type (§9.1)."""
+        if _no_such_uid(req.acq_uid):
+            return False, {}
         return await self._db.run_idempotent(_served_state, req)
 
     async def set_tile_states(self, state: str, ids: Sequence[TileSpecId]) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map
 
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
@@ -33,6 +34,7 @@ from imagecatcher.metrics import Metrics, note_route, route_template
 from imagecatcher.pipeline import Pipeline
 from imagecatcher.storage import ContentStore
 from imagecatcher.web.access import AccessPolicy, Refusal
+from imagecatcher.web.apidocs import ApiDocs
 from imagecatcher.web.calibrations import Calibrations
 from imagecatcher.web.capture import Capture, Lifecycle
 from imagecatcher.web.common import (
@@ -96,6 +98,7 @@ class CatcherAPI:
             Content(repo, store, clock, threads),
             Render(repo, lease_seconds, tiles_url_base, metrics),
             Calibrations(repo),
+            ApiDocs(clock, threads),
         )
         self._app = Klein()
         with self._app.subroute(API_ROOT) as app:
@@ -112,6 +115,10 @@ class CatcherAPI:
         """The twisted.web resource serving this API."""
         return self._app.resource()
 
+    def url_map(self) -> Map:
+        """Every route, as werkzeug matches them (the OpenAPI test reads it)."""
+        return self._app.url_map
+
     def _not_found(self, request: IRequest, failure: Failure) -> bytes:
         if isinstance(failure.value, CatcherNotFound):
             return json_response(
@@ -120,6 +127,10 @@ class CatcherAPI:
         return plain_response(request, 404, "404 page not found")
 
     def _not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        # RFC 9110 §15.5.6: a 405 names the methods the resource does allow.
+        methods = getattr(failure.value, "valid_methods", None) or ()
+        if methods:
+            request.setHeader(b"allow", ", ".join(sorted(methods)).encode("ascii"))
         return plain_response(request, 405, "405 method not allowed")
 
     def _failed(self, request: IRequest, failure: Failure) -> bytes:

@@ -102,3 +102,15 @@ def test_wrong_method_is_405() -> None:
     api = CatcherAPI(FakeRepo(), FakeStore(), Clock())  # type: ignore[arg-type]
     response = _result(stub_client(api).post("http://x/service/v1/ping"))
     assert response.code == 405
+
+
+def test_wrong_method_names_the_allowed_ones() -> None:
+    """A 405 carries Allow with the route's methods (RFC 9110; found by fuzzing)."""
+    api = CatcherAPI(FakeRepo(), FakeStore(), Clock())  # type: ignore[arg-type]
+    response = _result(
+        stub_client(api).request("TRACE", "http://x/service/v1/capture-image-content/1")
+    )
+    assert response.code == 405
+    assert response.headers.getRawHeaders(b"allow") == [b"POST, PUT"]
+    response = _result(stub_client(api).delete("http://x/service/v1/ping"))
+    assert response.headers.getRawHeaders(b"allow") == [b"GET, HEAD"]

@@ -15,7 +15,18 @@ from importlib import import_module
 from typing import Any
 
 #: Fragment modules, in the order their paths appear in the document.
-FRAGMENTS: tuple[str, ...] = ("metrics", "access")
+FRAGMENTS: tuple[str, ...] = (
+    "common",
+    "operations",
+    "capture",
+    "queries",
+    "content",
+    "render",
+    "calibrations",
+    "apidocs",
+    "metrics",
+    "access",
+)
 
 
 def build_document(version: str = "0") -> dict[str, Any]:

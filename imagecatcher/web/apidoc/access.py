@@ -41,14 +41,7 @@ SECURITY_SCHEMES: dict[str, Any] = {
     }
 }
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "properties": {"errormessage": {"type": "string"}},
-        "required": ["errormessage"],
-    }
-}
-
+# The Error schema is the common fragment's.
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 _UNAUTHORIZED = {
     "description": "No token, or one that is not configured.",
