@@ -18,6 +18,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
 from imagecatcher.clients import ClientAllowList, parse_networks
+from imagecatcher.metrics import Metrics
 from imagecatcher.tcp import TileFactory
 from imagecatcher.tokens import Role, TokenTable, bearer_token, parse_api_tokens
 from imagecatcher.web.access import OPEN_ROUTES, ROUTE_ROLES, AccessPolicy
@@ -229,6 +230,30 @@ def test_reads_open_or_closed() -> None:
     assert _call(closed, "GET", "/tile/abc")[0] == 401
     assert _call(closed, "GET", "/tile/abc", RENDER)[0] == 400
     assert _call(closed, "GET", "/ping")[0] == 200
+
+
+def test_metrics_are_a_read() -> None:
+    """/metrics is open by default and needs a token with READ_REQUIRES_TOKEN."""
+
+    def scrape(read_requires_token: bool, token: str | None = None) -> int:
+        api = CatcherAPI(
+            FakeRepo(),  # type: ignore[arg-type]
+            FakeStore(),  # type: ignore[arg-type]
+            Clock(),
+            access=AccessPolicy(table(), read_requires_token),
+            metrics=Metrics(),
+        )
+        client = cast(HTTPClient, StubTreq(api.resource()))
+        headers: dict[bytes | str, bytes | str] = (
+            {"Authorization": f"Bearer {token}"} if token else {}
+        )
+        response = result_of(client.get("http://x/metrics", headers=headers))
+        result_of(response.content())
+        return int(response.code)
+
+    assert scrape(False) == 200
+    assert scrape(True) == 401
+    assert scrape(True, RENDER) == 200
 
 
 def test_unknown_paths_stay_404() -> None:
