@@ -68,14 +68,6 @@ async def _settled(d: Deferred[Any]) -> None:
         pass
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def colour(waiting: int, capacity: int) -> QueueColour:
     """§4.5: GREEN below 70 % of capacity, YELLOW below 90 %, else RED."""
     if capacity <= 0:
@@ -403,14 +395,10 @@ class Pipeline:
         finding = Deferred.fromCoroutine(
             self._repo.find_tile(acq.mosaic_id, name.col, name.row, name.frame)
         )
-        # A tile acknowledged from the spool is fsync'd as soon as it is
-        # written: that is its one durable write.  The file store's tiles are
-        # fsync'd while their transaction runs (see _capture_local).
-        synced = self._local is None and (
-            self._ack_when == "spooled" or not self.health.up
-        )
+        # A tile's one durable write, the fsync of its file, runs while its
+        # transaction does (see _make_durable and _capture_remote).
         try:
-            received = await sink.finish(sync=synced)
+            received = await sink.finish()
         except OSError as e:
             finding.addErrback(lambda _: None)
             raise self._full_error(e, self.staging_dir) from e
@@ -500,7 +488,7 @@ class Pipeline:
                 acq, recorded.tile, name, obj.key, path, received.sha1
             )
         return await self._capture_remote(
-            acq, name, sink, received, content, existing, kept, synced
+            acq, name, sink, received, content, existing, kept
         )
 
     async def _capture_remote(
@@ -512,7 +500,6 @@ class Pipeline:
         content: TileContent,
         existing: TileRecord | None,
         kept: list[bool],
-        synced: bool,
     ) -> Captured:
         collection = acq.collection(self._mapping)
         context = acq.storage_context() | {"checksum": received.md5.hex()}
@@ -542,7 +529,15 @@ class Pipeline:
                     acq, recorded.tile, name, obj.key, content.path, received.sha1
                 )
         self._refuse_if_full(received.size)
-        recorded = await self._record(acq, name, content, None, existing)
+        # The file is fsync'd while the tile is recorded (not READY yet: no
+        # key); the spool entry exists, and the tile is acknowledged, after.
+        started = time.monotonic()
+        durable = Deferred.fromCoroutine(sink.make_durable())
+        try:
+            recorded = await self._record(acq, name, content, None, existing)
+        except BaseException:
+            await _settled(durable)
+            raise
         entry = SpoolEntry(
             tile_id=recorded.tile.tile_id,
             uid=acq.uid,
@@ -557,13 +552,10 @@ class Pipeline:
             superseded_key=superseded,
         )
         try:
-            started = time.monotonic()
-            if not synced:
-                await self._fsync(received.path)
+            await durable
             await self._spool.adopt(entry, received.path)
             # Its fsync, then the spool entry's rename, metadata, directory fsync.
-            adopted = time.monotonic() - started
-            self._stage("durable_write", sink.sync_seconds + adopted)
+            self._stage("durable_write", time.monotonic() - started)
         except OSError as e:
             raise self._full_error(e, self._spool.directory) from e
         kept[0] = True
@@ -588,9 +580,6 @@ class Pipeline:
     async def _read(self, path: Path) -> bytes:
         data: bytes = await deferToThreadPool(self._clock, self._pool, path.read_bytes)
         return data
-
-    async def _fsync(self, path: Path) -> None:
-        await deferToThreadPool(self._clock, self._pool, _fsync_file, path)
 
     async def _record(
         self,

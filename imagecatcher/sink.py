@@ -384,17 +384,24 @@ class TileSink:
             self._fsync_and_close()
 
     def _fsync_and_close(self) -> None:
+        started = time.monotonic()
         if self._fd is not None:
-            started = time.monotonic()
             try:
                 os.fsync(self._fd)
-                self.sync_seconds += time.monotonic() - started
             finally:
                 os.close(self._fd)
                 self._fd = None
+        elif self._path is not None:  # closed unsynced (see close())
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self.sync_seconds += time.monotonic() - started
 
     async def make_durable(self) -> None:
-        """fsync the file and close it; it survives a crash from now on."""
+        """fsync the file (closing it if open); it survives a crash from now
+        on."""
         await self._thread(self._fsync_and_close)
 
     def _close(self) -> None:

@@ -169,3 +169,36 @@ def test_ping_says_refusing_while_tiles_like_the_last_are_refused(
     rig.pipeline.watch.stats = SpoolStats(free=((directory, 12_000),))
     assert rig.capture(b"s" * 100).jfs_key == ""
     assert rig.pipeline.storage_problem() == ""
+
+
+def test_spooled_tile_is_fsynced_before_its_acknowledgement(
+    make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledged from the spool: its file was fsync'd (while the tile was
+    recorded), and an I/O error doing so is no acknowledgement."""
+    synced: list[tuple[int, int]] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append((info.st_dev, info.st_ino))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    rig = make_rig(ack_when="spooled")
+    rig.pipeline.health.failed(RuntimeError("down"))  # it stays in the spool
+    assert rig.capture(b"spooled and durable").jfs_key == ""
+    (tile,) = rig.spool_dir.glob("*.tile")
+    assert (os.stat(tile).st_dev, os.stat(tile).st_ino) in synced
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", broken)
+    failure = _failure_of(
+        rig.pipeline.capture(
+            TileUpload(UID, parse_tile_name("col0002_row0001_cam0.tif"), b"lost")
+        )
+    )
+    assert failure.check(OSError)
+    assert len(list(rig.spool_dir.glob("*.tile"))) == 1
