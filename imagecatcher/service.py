@@ -25,11 +25,13 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.config import Config
+from imagecatcher.db.live import LiveQueries
 from imagecatcher.db.pool import open_database
 from imagecatcher.db.repository import Repository
 from imagecatcher.listen import ReusePortListener, parse_tcp_endpoint
 from imagecatcher.notify import MailSettings, Notifier
 from imagecatcher.pipeline import Pipeline, Stage
+from imagecatcher.previews import Previewer
 from imagecatcher.sink import TileSink, remove_stale_parts
 from imagecatcher.spool import Spool
 from imagecatcher.storage.factory import open_store
@@ -232,6 +234,13 @@ def build_service(
             threads=threads,
             lease_seconds=config.tile_lease_seconds,
             tiles_url_base=config.tiles_url_base,
+            live=LiveQueries(db),
+            previewer=Previewer(
+                reactor,
+                threads,
+                workers=config.preview_workers,
+                cache_bytes=config.preview_cache_bytes,
+            ),
         )
         site = CatcherSite(
             api.resource(),

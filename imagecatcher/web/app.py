@@ -24,10 +24,12 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IRequest
 
 from imagecatcher.acquisitions import Acquisitions
+from imagecatcher.db.live import LiveQueries
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import NotFound as CatcherNotFound
 from imagecatcher.domain import QueueStatus
 from imagecatcher.pipeline import Pipeline
+from imagecatcher.previews import Previewer
 from imagecatcher.storage import ContentStore
 from imagecatcher.web.calibrations import Calibrations
 from imagecatcher.web.capture import Capture, Lifecycle
@@ -37,7 +39,9 @@ from imagecatcher.web.common import (
     status_of,
 )
 from imagecatcher.web.content import Content
+from imagecatcher.web.mosaicview import Live
 from imagecatcher.web.operations import Operations
+from imagecatcher.web.pages import Pages
 from imagecatcher.web.queries import Queries
 from imagecatcher.web.render import Render
 
@@ -71,6 +75,8 @@ class CatcherAPI:
         threads: ThreadPool | None = None,
         lease_seconds: float = 0.0,
         tiles_url_base: str = "",
+        live: LiveQueries | None = None,
+        previewer: Previewer | None = None,
     ) -> None:
         resources: tuple[_Resource, ...] = (
             Operations(
@@ -90,10 +96,22 @@ class CatcherAPI:
             Render(repo, lease_seconds, tiles_url_base),
             Calibrations(repo),
         )
+        if live is not None:
+            resources += (
+                Live(
+                    live,
+                    repo,
+                    store,
+                    clock,
+                    previewer or Previewer(clock, threads),
+                ),
+            )
         self._app = Klein()
         with self._app.subroute(API_ROOT) as app:
             for resource in resources:
                 _mount(app, resource)
+        # The live pages (HTML) live outside the API root: / and /ui/.
+        _mount(self._app, Pages())
         # Klein tries these in order: the first whose class matches answers.
         self._app.handle_errors(NotFound)(self._not_found)
         self._app.handle_errors(MethodNotAllowed)(self._not_allowed)

@@ -15,7 +15,7 @@ from importlib import import_module
 from typing import Any
 
 #: Fragment modules, in the order their paths appear in the document.
-FRAGMENTS: tuple[str, ...] = ()
+FRAGMENTS: tuple[str, ...] = ("ui",)
 
 
 def build_document(version: str = "0") -> dict[str, Any]:
