@@ -91,7 +91,8 @@ def to_eight_bits(image: Image.Image) -> Image.Image:
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
     offset = -lo * scale
     if image.mode.startswith("I"):  # I;16 variants and 32-bit I: exact integers
-        stretched = image.convert("I").point(lambda v: v * scale + offset)
+        # Pillow truncates integer results: + 0.5 rounds them.
+        stretched = image.convert("I").point(lambda v: v * scale + offset + 0.5)
     else:
         stretched = image.convert("F").point(lambda v: v * scale + offset)
     return stretched.convert("L")
