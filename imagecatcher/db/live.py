@@ -19,7 +19,7 @@ just those mosaics.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -242,19 +242,32 @@ _COUNTS = (
 
 
 def acquisition_overview(
-    cur: Cursor, limit: int, offset: int, since: datetime
+    cur: Cursor,
+    limit: int,
+    offset: int,
+    since: datetime,
+    known: Mapping[int, AcquisitionSummary],
 ) -> tuple[int, list[AcquisitionSummary]]:
     """How many acquisitions there are, and one page of them, newest first,
-    with the tile counts of their mosaics (``recent``: accepted since ``since``)."""
+    with the tile counts of their mosaics (``recent``: accepted since ``since``).
+
+    ``known`` holds counts the caller already has, by UID (of ended
+    acquisitions, recently counted): those mosaics are not counted again.
+    """
     total, page = _acquisition_page(cur, limit, offset)
-    if not page:
-        return total, []
-    mosaics = [mosaic_id for mosaic_id, _ in page]
-    marks = ", ".join(["%s"] * len(mosaics))
-    cur.execute(_COUNTS.format(marks=marks), (since, *mosaics))
-    counts = {int(r[0]): r for r in cur.fetchall()}
+    # An acquisition started again since (no longer ended) is counted afresh.
+    fresh = {s.uid for _, s in page if s.uid in known and s.completed is not None}
+    mosaics = [m for m, s in page if s.uid not in fresh]
+    counts: dict[int, Any] = {}
+    if mosaics:
+        marks = ", ".join(["%s"] * len(mosaics))
+        cur.execute(_COUNTS.format(marks=marks), (since, *mosaics))
+        counts = {int(r[0]): r for r in cur.fetchall()}
     out: list[AcquisitionSummary] = []
     for mosaic_id, summary in page:
+        if summary.uid in fresh:
+            out.append(attrs.evolve(known[summary.uid], completed=summary.completed))
+            continue
         r = counts.get(mosaic_id)
         if r is not None:
             summary = attrs.evolve(
@@ -282,7 +295,13 @@ class LiveQueries:
         return await self._db.run_idempotent(mosaic_rows, uid)
 
     async def overview(
-        self, limit: int, offset: int, since: datetime
+        self,
+        limit: int,
+        offset: int,
+        since: datetime,
+        known: Mapping[int, AcquisitionSummary] | None = None,
     ) -> tuple[int, Sequence[AcquisitionSummary]]:
         """A page of acquisitions, newest first, with their tile counts."""
-        return await self._db.run_idempotent(acquisition_overview, limit, offset, since)
+        return await self._db.run_idempotent(
+            acquisition_overview, limit, offset, since, dict(known or {})
+        )

@@ -61,6 +61,9 @@ RATE_MINUTES = 10
 #: Tiles of a mosaic image rendered per request at most; the others are
 #: drawn grey until a later request (the ``X-Mosaic-Pending`` header says how many).
 MOSAIC_RENDERS_PER_REQUEST = 64
+#: Seconds the overview reuses the tile counts of an ended acquisition (its
+#: spool may still drain and renders change states, but slowly).
+ENDED_COUNTS_SECONDS = 60.0
 #: Acquisitions per overview page: default and most.
 OVERVIEW_LENGTH, OVERVIEW_MAX = 25, 200
 
@@ -239,6 +242,8 @@ class Live:
         self._clock = clock
         self._previews = previewer
         self._snapshots = _Snapshots(clock, SNAPSHOT_SECONDS)
+        #: Counts of ended acquisitions, by UID, with when they were made.
+        self._ended: dict[int, tuple[float, AcquisitionSummary]] = {}
 
     @router.route("/live/acquisitions", methods=["GET"])
     async def overview(self, request: IRequest) -> bytes:
@@ -255,7 +260,18 @@ class Live:
         if body is None:
             now = _naive_utc(self._clock)
             since = now - timedelta(seconds=RATE_SECONDS)
-            total, page = await self._live.overview(length, offset, since)
+            now_s = self._clock.seconds()
+            known = {
+                uid: summary
+                for uid, (at, summary) in self._ended.items()
+                if now_s - at < ENDED_COUNTS_SECONDS
+            }
+            total, page = await self._live.overview(length, offset, since, known)
+            if len(self._ended) > 4 * OVERVIEW_MAX:
+                self._ended.clear()
+            for s in page:
+                if s.completed is not None and s.uid not in known:
+                    self._ended[s.uid] = (now_s, s)
             document = {
                 "total": total,
                 "offset": offset,

@@ -16,6 +16,8 @@ from PIL import Image
 
 from imagecatcher.config import Config
 from imagecatcher.web.apidoc import build_document
+from tests.conftest import FIXTURES
+from tests.integration.httpclient import post_form, request
 from tests.integration.liverig import UID, live_rig, tiff16
 
 
@@ -81,10 +83,10 @@ def test_live_documents_previews_and_mosaic(
 
         col, row = stored[0]  # camera 0
         cell = image.crop((col * 4, row * 4, col * 4 + 4, row * 4 + 4))
-        assert len(set(cell.get_flattened_data())) > 1  # type: ignore[arg-type]
+        assert len(set(cell.get_flattened_data())) > 1
         col, row = stored[1]  # camera 1: not in this camera's image
         cell = image.crop((col * 4, row * 4, col * 4 + 4, row * 4 + 4))
-        assert set(cell.get_flattened_data()) == {0}  # type: ignore[arg-type]
+        assert set(cell.get_flattened_data()) == {0}
 
         rig.store.stop()
         ids[spooled] = rig.send(*spooled, tiff16(99))
@@ -116,6 +118,23 @@ def test_live_documents_previews_and_mosaic(
         assert (line["stored"], line["spooled"], line["failed"]) == (8, 1, 1)
         assert line["expected"] == len(rig.cells)
         assert line["expected_from"] == "rois" and line["tiles_per_second"] > 0
+
+        # A second acquisition, ended: newest first (same start, higher UID), paged.
+        other = UID + 1
+        ini = (FIXTURES / "123_logfile.ini").read_bytes()
+        form = [("acq-inilog", f"{other}_logfile.ini", ini)]
+        assert post_form(rig.http, "/service/v1/start-acquisition", form)[0] == 200
+        ended = request(rig.http, "POST", f"/service/v1/end-acquisition/{other}")
+        assert ended[0] == 200, ended
+        first = rig.json("/service/v1/live/acquisitions?offset=0&length=1")
+        second = rig.json("/service/v1/live/acquisitions?offset=1&length=1")
+        assert first["total"] == second["total"] == 2
+        assert [a["acqid"] for a in first["acquisitions"]] == [other]
+        assert first["acquisitions"][0]["ended"]
+        assert first["acquisitions"][0]["expected_from"] == "grid"
+        assert [a["acqid"] for a in second["acquisitions"]] == [UID]
+        bad = rig.get("/service/v1/live/acquisitions?length=0")
+        assert bad[0] == 400 and json.loads(bad[2])["errormessage"]
 
         status, headers, body = rig.get(f"/service/v1/tile/{ids[spooled]}/preview")
         assert status == 404 and json.loads(body)["errormessage"]
