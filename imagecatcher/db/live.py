@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -42,25 +42,40 @@ class MosaicHeader:
     completed: datetime | None
 
 
-@attrs.frozen
-class MosaicTile:
-    """One stable tile of a mosaic, as the page needs it."""
+class MosaicTile(NamedTuple):
+    """One stable tile of a mosaic, as the page needs it (a tuple: there may be
+    tens of thousands)."""
 
     tile_id: int
     col: int
     row: int
     #: The camera of its configuration, else the one in its name; None if unknown.
     camera: int | None
-    #: A checksum is recorded: content was accepted (stored or spooled).
-    accepted: bool
-    #: The content is in the store.
-    stored: bool
-    #: When the content was accepted (``checksum_date``) and stored.
-    received_at: datetime | None
-    stored_at: datetime | None
-    #: The state of its first ROI link, None when it has none.
-    link_state: str | None
+    #: :data:`EXPECTED`, :data:`SPOOLED` or :data:`STORED`.
+    content: int
+    #: The state of its first ROI link unless READY or CREATE (then None).
+    render_state: str | None
+    #: The section of that link's ROI; None when the tile has no link.
     section: int | None
+    #: When its content was accepted, if that is recent (else None).
+    received_at: datetime | None
+
+
+#: ``MosaicTile.content``: no content accepted yet, accepted but waiting in a
+#: spool (no store key), in the store.
+EXPECTED, SPOOLED, STORED = 0, 1, 2
+
+
+class StoredTile(NamedTuple):
+    """A stable tile whose content is in the store, with where it is."""
+
+    tile_id: int
+    col: int
+    row: int
+    camera: int | None
+    key: str
+    url: str
+    sha1: bytes | None
 
 
 @attrs.frozen
@@ -94,17 +109,27 @@ class AcquisitionSummary:
     last_received: datetime | None = None
 
 
-_MOSAIC = (
-    "SELECT a.uid, a.sample_name, a.number_of_cameras, m.target_num_cols,"
-    " m.target_num_rows, a.when_acquired, a.when_completed,"
-    " t.tem_camera_image_id, t.mosaic_col, t.mosaic_row, c.tem_camera_number, r.path,"
-    " f.sha1_checksum IS NOT NULL,"
-    " CASE WHEN r.jfs_key IS NOT NULL AND r.jfs_key <> '' THEN 1 ELSE 0 END,"
-    " f.checksum_date, t.acquired_timestamp, l.roi_image_id, l.current_state,"
-    " roi.sample_section_id"
+#: The acquisition page's one query; parameters: the time since which an
+#: acceptance counts as recent, and the acquisition UID (twice).  Every stable
+#: tile of the mosaic is one row of small values, NULL for most (a tile with
+#: a camera configuration needs no name, a READY link no state, an old tile
+#: no time), because the driver's cost is per field; a tile with several ROI
+#: links has a row per link.  One more row, with ``content`` -1, carries the
+#: acquisition itself: grid size, cameras, sample, completion, UID, start.
+MOSAIC_SQL = (
+    "SELECT t.tem_camera_image_id, t.mosaic_col, t.mosaic_row, c.tem_camera_number,"
+    " CASE WHEN c.tem_camera_number IS NULL THEN r.path END,"
+    " CASE WHEN r.jfs_key IS NOT NULL AND r.jfs_key <> '' THEN 2"
+    " WHEN f.sha1_checksum IS NOT NULL THEN 1 ELSE 0 END,"
+    " CASE WHEN l.current_state IN ('READY', 'CREATE') THEN NULL"
+    " ELSE l.current_state END,"
+    " roi.sample_section_id,"
+    # As text: the driver's DATETIME conversion costs more than the query.
+    " CASE WHEN f.sha1_checksum IS NOT NULL AND f.checksum_date >= %s"
+    " THEN CAST(f.checksum_date AS CHAR) END"
     " FROM ini_files_denorm a"
     " JOIN tem_camera_image_mosaics m ON m.ini_file_denorm_id = a.ini_file_denorm_id"
-    " LEFT JOIN tem_camera_images t"
+    " JOIN tem_camera_images t"
     " ON t.tem_camera_image_mosaic_id = m.tem_camera_image_mosaic_id"
     " AND t.frame_number = -1"
     " LEFT JOIN file_objects f ON f.file_object_id = t.file_object_id"
@@ -114,20 +139,28 @@ _MOSAIC = (
     " LEFT JOIN roi_images l ON l.tem_camera_image_id = t.tem_camera_image_id"
     " LEFT JOIN image_mosaic_rois roi ON roi.image_mosaic_roi_id = l.image_mosaic_roi_id"
     " WHERE a.uid = %s"
+    " UNION ALL"
+    " SELECT NULL, m.target_num_cols, m.target_num_rows, a.number_of_cameras,"
+    " a.sample_name, -1, CAST(a.when_completed AS CHAR), a.uid,"
+    " CAST(a.when_acquired AS CHAR)"
+    " FROM ini_files_denorm a"
+    " JOIN tem_camera_image_mosaics m ON m.ini_file_denorm_id = a.ini_file_denorm_id"
+    " WHERE a.uid = %s"
 )
+
+#: Which link's state a tile with several shows: the one a person must see.
+_STATE_RANK = {"FAILED": 0, "IN_PROGRESS": 2, "COMPLETE": 3, None: 4}
 
 
 def _as_datetime(value: Any) -> datetime | None:
-    # SQLite gives an aggregate of a DATETIME column back as text.
+    # SQLite gives an aggregate or CASE of a DATETIME column back as text.
     if value is None or isinstance(value, datetime):
         return value
     text = value.decode() if isinstance(value, bytes) else str(value)
     return datetime.fromisoformat(text)
 
 
-def _camera_of(configured: Any, name: Any) -> int | None:
-    if configured is not None:
-        return int(configured)
+def _camera_of(name: Any) -> int | None:
     text = str(name or "")
     at = text.rfind("_cam")
     if at < 0:
@@ -140,48 +173,93 @@ def _camera_of(configured: Any, name: Any) -> int | None:
     return int(digits) if digits else None
 
 
-def mosaic_rows(cur: Cursor, uid: int) -> Mosaic | None:
-    """The acquisition ``uid`` and its stable tiles (first link of each), or None."""
-    cur.execute(_MOSAIC, (uid,))
-    rows = cur.fetchall()
-    if not rows:
-        return None
-    first = rows[0]
-    header = MosaicHeader(
-        uid=int(first[0]),
-        sample=str(first[1] or ""),
-        cameras=int(first[2] or 1),
-        cols=int(first[3] or 0),
-        rows=int(first[4] or 0),
-        acquired=first[5],
-        completed=first[6],
-    )
-    # The first mosaic of the acquisition only (as capture uses, §6.1).
-    tiles: dict[int, tuple[int, MosaicTile]] = {}
-    for r in rows:
-        if r[7] is None:
+def mosaic_rows(cur: Cursor, uid: int, since: datetime) -> Mosaic | None:
+    """The acquisition ``uid`` and its stable tiles, or None; acceptance times
+    only of tiles accepted since ``since``."""
+    cur.execute(MOSAIC_SQL, (since, uid, uid))
+    header: MosaicHeader | None = None
+    tiles: dict[int, MosaicTile] = {}
+    for r in cur.fetchall():
+        if r[5] == -1:
+            if header is None:  # the first mosaic's (as capture uses)
+                header = MosaicHeader(
+                    uid=int(r[7]),
+                    sample=str(r[4] or ""),
+                    cameras=int(r[3] or 1),
+                    cols=int(r[1] or 0),
+                    rows=int(r[2] or 0),
+                    acquired=_as_datetime(r[8]),
+                    completed=_as_datetime(r[6]),
+                )
             continue
-        tile_id = int(r[7])
-        link = -1 if r[16] is None else int(r[16])
-        seen = tiles.get(tile_id)
-        if seen is not None and (link < 0 or 0 <= seen[0] <= link):
-            continue
-        tiles[tile_id] = (
-            link,
-            MosaicTile(
-                tile_id=tile_id,
-                col=int(r[8]),
-                row=int(r[9]),
-                camera=_camera_of(r[10], r[11]),
-                accepted=bool(r[12]),
-                stored=bool(r[13]),
-                received_at=r[14] if r[12] else None,
-                stored_at=r[15],
-                link_state=None if r[17] is None else str(r[17]),
-                section=None if r[18] is None else int(r[18]),
-            ),
+        tile = MosaicTile(
+            int(r[0]),
+            int(r[1]),
+            int(r[2]),
+            int(r[3]) if r[3] is not None else _camera_of(r[4]),
+            int(r[5]),
+            r[6],
+            None if r[7] is None else int(r[7]),
+            None if r[8] is None else _as_datetime(r[8]),
         )
-    return Mosaic(header, tuple(tile for _, tile in tiles.values()))
+        seen = tiles.get(tile.tile_id)
+        if seen is None or _before(tile, seen):
+            tiles[tile.tile_id] = tile
+    if header is None:
+        return None
+    return Mosaic(header, tuple(tiles.values()))
+
+
+def _before(a: MosaicTile, b: MosaicTile) -> bool:
+    """Whether link row ``a`` of a tile should stand for it rather than ``b``."""
+    rank_a = _STATE_RANK.get(a.render_state, 1)
+    rank_b = _STATE_RANK.get(b.render_state, 1)
+    if rank_a != rank_b:
+        return rank_a < rank_b
+    if a.section is None or b.section is None:
+        return b.section is None and a.section is not None
+    return a.section < b.section
+
+
+def stored_tiles(cur: Cursor, uid: int) -> tuple[int, int, list[StoredTile]]:
+    """The grid size of ``uid`` (0, 0 when unknown) and its stored stable tiles."""
+    cur.execute(
+        "SELECT m.target_num_cols, m.target_num_rows FROM ini_files_denorm a"
+        " JOIN tem_camera_image_mosaics m ON m.ini_file_denorm_id = a.ini_file_denorm_id"
+        " WHERE a.uid = %s ORDER BY m.tem_camera_image_mosaic_id LIMIT 1",
+        (uid,),
+    )
+    grid = cur.fetchone()
+    if grid is None:
+        return 0, 0, []
+    cur.execute(
+        "SELECT t.tem_camera_image_id, t.mosaic_col, t.mosaic_row,"
+        " c.tem_camera_number, r.path, r.jfs_key, r.location_url, f.sha1_checksum"
+        " FROM ini_files_denorm a"
+        " JOIN tem_camera_image_mosaics m ON m.ini_file_denorm_id = a.ini_file_denorm_id"
+        " JOIN tem_camera_images t"
+        " ON t.tem_camera_image_mosaic_id = m.tem_camera_image_mosaic_id"
+        " AND t.frame_number = -1"
+        " JOIN file_objects f ON f.file_object_id = t.file_object_id"
+        " JOIN file_object_fs_replicas r ON r.file_object_id = t.file_object_id"
+        " LEFT JOIN tem_camera_configurations c"
+        " ON c.tem_camera_configuration_id = t.tem_camera_configuration_id"
+        " WHERE a.uid = %s AND r.jfs_key IS NOT NULL AND r.jfs_key <> ''",
+        (uid,),
+    )
+    tiles = [
+        StoredTile(
+            int(r[0]),
+            int(r[1]),
+            int(r[2]),
+            int(r[3]) if r[3] is not None else _camera_of(r[4]),
+            str(r[5]),
+            str(r[6] or ""),
+            None if r[7] is None else bytes(r[7]),
+        )
+        for r in cur.fetchall()
+    ]
+    return int(grid[0] or 0), int(grid[1] or 0), tiles
 
 
 def _acquisition_page(
@@ -290,9 +368,13 @@ class LiveQueries:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def mosaic(self, uid: int) -> Mosaic | None:
+    async def mosaic(self, uid: int, since: datetime) -> Mosaic | None:
         """The page's one query: the acquisition and its stable tiles."""
-        return await self._db.run_idempotent(mosaic_rows, uid)
+        return await self._db.run_idempotent(mosaic_rows, uid, since)
+
+    async def stored(self, uid: int) -> tuple[int, int, list[StoredTile]]:
+        """The grid size and the stored stable tiles (for the mosaic image)."""
+        return await self._db.run_idempotent(stored_tiles, uid)
 
     async def overview(
         self,

@@ -26,7 +26,15 @@ from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
-from imagecatcher.db.live import AcquisitionSummary, LiveQueries, Mosaic, MosaicTile
+from imagecatcher.db.live import (
+    EXPECTED,
+    SPOOLED,
+    AcquisitionSummary,
+    LiveQueries,
+    Mosaic,
+    MosaicTile,
+    StoredTile,
+)
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import BadParameter
 from imagecatcher.domain import NotFound as CatcherNotFound
@@ -85,15 +93,23 @@ TILE_FIELDS = ("id", "col", "row", "camera", "state", "section")
 
 def tile_state(tile: MosaicTile) -> str:
     """The page's state of a tile (see :mod:`imagecatcher.db.live`)."""
-    if not tile.stored:
-        return "spooled" if tile.accepted else "expected"
-    if tile.link_state is None or tile.link_state in _STORED_STATES:
+    if tile.content == EXPECTED:
+        return "expected"
+    if tile.content == SPOOLED:
+        return "spooled"
+    if tile.render_state is None or tile.render_state in _STORED_STATES:
         return "stored"
-    return tile.link_state
+    return tile.render_state
 
 
 def _naive_utc(clock: IReactorTime) -> datetime:
     return datetime.fromtimestamp(clock.seconds(), UTC).replace(tzinfo=None)
+
+
+def since(now: datetime) -> datetime:
+    """The oldest acceptance the page's document gives a time (and a rate) for;
+    the last tile is only named when it came after that."""
+    return now - timedelta(minutes=RATE_MINUTES)
 
 
 def mosaic_document(mosaic: Mosaic, now: datetime) -> dict[str, Any]:
@@ -130,7 +146,7 @@ def mosaic_document(mosaic: Mosaic, now: datetime) -> dict[str, Any]:
             section,
         )
         cols, rows = max(cols, tile.col + 1), max(rows, tile.row + 1)
-        at = tile.received_at
+        at = tile.received_at  # only recent ones: see since()
         if at is not None:
             age = (now - at).total_seconds()
             if age < RATE_SECONDS:
@@ -283,9 +299,9 @@ class Live:
             self._snapshots.put(key, body)
         return _json_bytes(request, body)
 
-    async def _mosaic(self, acqid: str) -> Mosaic:
+    async def _mosaic(self, acqid: str, now: datetime) -> Mosaic:
         uid = parse_uint64("acqid", acqid)
-        mosaic = await self._live.mosaic(uid) if uid < 2**63 else None
+        mosaic = await self._live.mosaic(uid, since(now)) if uid < 2**63 else None
         if mosaic is None:
             raise CatcherNotFound(f"No acquisition found for {uid}")
         return mosaic
@@ -297,10 +313,9 @@ class Live:
         key = ("mosaic", acqid)
         body = self._snapshots.get(key)
         if body is None:
-            mosaic = await self._mosaic(acqid)
-            body = await self._previews.run(
-                _build_page, mosaic, _naive_utc(self._clock)
-            )
+            now = _naive_utc(self._clock)
+            mosaic = await self._mosaic(acqid, now)
+            body = await self._previews.run(_build_page, mosaic, now)
             self._snapshots.put(key, body)
         return _json_bytes(request, body)
 
@@ -335,15 +350,14 @@ class Live:
         camera_arg = query(request, "camera")
         camera = None if camera_arg is None else parse_int32("camera", camera_arg)
         scale = parse_int32("scale", query(request, "scale") or str(DEFAULT_SCALE))
-        mosaic = await self._mosaic(acqid)
-        cols = max([mosaic.header.cols, *(t.col + 1 for t in mosaic.tiles)])
-        rows = max([mosaic.header.rows, *(t.row + 1 for t in mosaic.tiles)])
+        uid = parse_uint64("acqid", acqid)
+        cols, rows, stored = await self._live.stored(uid) if uid < 2**63 else (0, 0, [])
+        if not (cols or rows or stored):
+            raise CatcherNotFound(f"No acquisition found for {uid}")
+        cols = max([cols, *(t.col + 1 for t in stored)])
+        rows = max([rows, *(t.row + 1 for t in stored)])
         check_scale(scale, cols, rows)
-        tiles = [
-            t
-            for t in mosaic.tiles
-            if t.stored and (camera is None or t.camera == camera)
-        ]
+        tiles = [t for t in stored if camera is None or t.camera == camera]
         cells, pending = await self._cells(tiles, scale)
         image = await self._previews.compose(
             lambda: compose_mosaic(cols, rows, scale, cells)
@@ -353,12 +367,12 @@ class Live:
         return _png(request, image)
 
     async def _cells(
-        self, tiles: Sequence[MosaicTile], scale: int
+        self, tiles: Sequence[StoredTile], scale: int
     ) -> tuple[list[Cell], int]:
         cells: list[Cell] = []
         budget, pending = MOSAIC_RENDERS_PER_REQUEST, 0
         for t in tiles:
-            key = ("cell", t.tile_id, t.stored_at, scale)
+            key = ("cell", t.tile_id, t.key, t.sha1, scale)
             pixels = self._previews.cache.get(key)
             if pixels is None and budget > 0:
                 budget -= 1
@@ -368,17 +382,12 @@ class Live:
             cells.append(Cell(t.col, t.row, pixels))
         return cells, pending
 
-    async def _cell(self, t: MosaicTile, key: Any, scale: int) -> bytes | None:
-        async def fetch() -> bytes:
-            row = await self._repo.tile(t.tile_id)
-            if row is None or not row.persisted:
-                raise CatcherNotFound(f"No content for tile {t.tile_id}")
-            return await self._store.get(StoredObject(row.jfs_key, row.location_url))
-
+    async def _cell(self, t: StoredTile, key: Any, scale: int) -> bytes | None:
+        obj = StoredObject(t.key, t.url)
         work: Callable[[bytes], bytes] = lambda data: cell_pixels(data, scale)  # noqa: E731
         try:
-            return await self._previews.cached(key, fetch, work)
-        except (NotAnImage, CatcherNotFound, StoreError):
+            return await self._previews.cached(key, lambda: self._store.get(obj), work)
+        except (NotAnImage, StoreError):
             return None  # drawn grey
 
 

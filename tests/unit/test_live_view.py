@@ -6,7 +6,15 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from imagecatcher.db.live import AcquisitionSummary, Mosaic, MosaicHeader, MosaicTile
+from imagecatcher.db.live import (
+    EXPECTED,
+    SPOOLED,
+    STORED,
+    AcquisitionSummary,
+    Mosaic,
+    MosaicHeader,
+    MosaicTile,
+)
 from imagecatcher.web.mosaicview import (
     STATES,
     TILE_FIELDS,
@@ -30,35 +38,24 @@ HEADER = MosaicHeader(
 def _tile(
     tile_id: int,
     *,
-    accepted: bool = True,
-    stored: bool = True,
-    link: str | None = "READY",
+    content: int = STORED,
+    link: str | None = None,
     section: int | None = 5800,
     ago: float | None = 5.0,
     camera: int | None = 0,
 ) -> MosaicTile:
     received = None if ago is None else NOW - timedelta(seconds=ago)
     return MosaicTile(
-        tile_id=tile_id,
-        col=tile_id % 100,
-        row=tile_id // 100,
-        camera=camera,
-        accepted=accepted,
-        stored=stored,
-        received_at=received if accepted else None,
-        stored_at=received if stored else None,
-        link_state=link,
-        section=section,
+        tile_id, tile_id % 100, tile_id // 100, camera, content, link, section, received
     )
 
 
 def test_states_follow_content_then_the_render_state() -> None:
     """No content is expected, content without a key is spooled, stored content
     takes its link's render state (READY and CREATE read as stored)."""
-    assert tile_state(_tile(1, accepted=False, stored=False, link="CREATE")) == (
-        "expected"
-    )
-    assert tile_state(_tile(2, stored=False, link="CREATE")) == "spooled"
+    assert tile_state(_tile(1, content=EXPECTED)) == "expected"
+    assert tile_state(_tile(2, content=SPOOLED)) == "spooled"
+    assert tile_state(_tile(3, link=None)) == "stored"
     assert tile_state(_tile(3, link="READY")) == "stored"
     assert tile_state(_tile(4, link=None, section=None)) == "stored"
     assert tile_state(_tile(5, link="FAILED")) == "FAILED"
@@ -69,8 +66,8 @@ def test_document_counts_rates_and_packs_tiles() -> None:
     """The document counts each state, packs six integers per tile, adds
     unknown render states after the known ones, and counts the last minute."""
     tiles = (
-        _tile(101, accepted=False, stored=False, link="CREATE", ago=None),
-        _tile(102, stored=False, ago=2),
+        _tile(101, content=EXPECTED, ago=None),
+        _tile(102, content=SPOOLED, ago=2),
         _tile(103, ago=30, camera=None),
         _tile(104, link="FAILED", ago=90),
         _tile(205, link="REIMAGE", section=5801, ago=400),
@@ -107,18 +104,7 @@ def test_document_counts_rates_and_packs_tiles() -> None:
 
 def test_grid_grows_to_tiles_outside_the_steps() -> None:
     """A tile beyond the logged steps widens the grid instead of vanishing."""
-    far = MosaicTile(
-        tile_id=9,
-        col=200,
-        row=3,
-        camera=1,
-        accepted=True,
-        stored=True,
-        received_at=NOW,
-        stored_at=NOW,
-        link_state=None,
-        section=None,
-    )
+    far = MosaicTile(9, 200, 3, 1, STORED, None, None, NOW)
     doc = mosaic_document(Mosaic(HEADER, (far,)), NOW)
     assert doc["cols"] == 201 and doc["rows"] == 152
 

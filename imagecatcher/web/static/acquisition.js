@@ -118,7 +118,7 @@
       return bar;
     }));
     IC.text("last", doc.last ? ("tile " + doc.last.id + " (col " + doc.last.col + ", row " +
-            doc.last.row + ") at " + IC.when(doc.last.received)) : "none yet");
+            doc.last.row + ") at " + IC.when(doc.last.received)) : "none in the last 10 minutes");
     var cam = camera();
     var link = document.getElementById("mosaic-link");
     link.href = IC.API + "/acquisition/" + encodeURIComponent(doc.acqid) + "/mosaic.png?scale=8" +
