@@ -37,7 +37,7 @@
     // The whole mosaic in view where it fits: the box's width, the window's height.
     var box = canvas.parentElement.parentElement;
     var width = Math.max(box.clientWidth - 4, 200);
-    var height = Math.max(window.innerHeight - canvas.parentElement.getBoundingClientRect().top - 40, 200);
+    var height = Math.max(window.innerHeight - canvas.parentElement.getBoundingClientRect().top - 70, 200);
     var size = Math.floor(Math.min(width / Math.max(doc.cols, 1), height / Math.max(doc.rows, 1)));
     return Math.max(3, Math.min(size, 20));
   }
@@ -136,6 +136,12 @@
     });
   }
 
+  // tile_acquired is yyyyMMddHHmmss.ffffff in UTC (CONTRACT §1.10).
+  function stamp(text) {
+    var m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})/.exec(text || "");
+    return m ? m[1] + "-" + m[2] + "-" + m[3] + " " + m[4] + ":" + m[5] + ":" + m[6] + " UTC" : text;
+  }
+
   function tileAt(event) {
     if (!doc) { return null; }
     var rect = canvas.getBoundingClientRect();
@@ -187,7 +193,7 @@
       if (String(aside.dataset.tile) !== String(tile.id)) { return; }
       IC.text("d-frame", info.tile_frame === undefined ? "-1" : info.tile_frame);
       if (info.tile_camera !== undefined) { IC.text("d-camera", info.tile_camera); }
-      IC.text("d-stored", info.tile_acquired || "not yet");
+      IC.text("d-stored", stamp(info.tile_acquired) || "not yet");
       IC.text("d-checksum", info.tile_file_checksum || "none");
       IC.text("d-path", info.tile_jfs_path || "");
       IC.text("d-state", info.state || LABELS[tile.state] || tile.state);
