@@ -8,6 +8,10 @@ never waits for them (it does not use this module).  Results are kept in a
 :class:`ByteCache` bounded in bytes, keyed by the tile's content checksum, so
 a re-captured tile is never shown stale.
 
+With a thread pool of its own (the daemon's), :class:`Previewer` lowers the
+priority of those threads (``nice``): on a busy capture host the rig's tiles
+get the processor first.
+
 A preview is the tile downsampled with Pillow's box filter to at most
 ``size`` pixels on its longer side; a 16-bit tile is then stretched linearly
 from its darkest to its brightest downsampled pixel onto 8 bits.
@@ -16,6 +20,8 @@ from its darkest to its brightest downsampled pixel onto 8 bits.
 from __future__ import annotations
 
 import io
+import os
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, TypeVar
@@ -209,9 +215,11 @@ class Previewer:
         threads: ThreadPool | None,
         workers: int = 1,
         cache_bytes: int = 64 * 1024 * 1024,
+        nice: int = 0,
     ) -> None:
         self._reactor = reactor
         self._threads = threads
+        self._nice = nice
         self._slots = DeferredSemaphore(max(workers, 1))
         self.cache = ByteCache(cache_bytes)
 
@@ -253,7 +261,23 @@ class Previewer:
         """``fn(*args)`` on the thread pool (inline when there is none: tests)."""
         if self._threads is None:
             return Deferred.fromCoroutine(_inline(fn, *args))
+        if self._nice > 0:
+            return deferToThreadPool(
+                self._reactor, self._threads, _niced, self._nice, fn, *args
+            )
         return deferToThreadPool(self._reactor, self._threads, fn, *args)
+
+
+def _niced(nice: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on this thread lowered to at least ``nice`` (Linux sets a
+    thread's own priority; elsewhere it runs as it is)."""
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except (AttributeError, OSError):
+        pass
+    return fn(*args)
 
 
 async def _inline(fn: Callable[..., T], *args: Any) -> T:

@@ -50,6 +50,8 @@ log = Logger()
 
 #: Longest wait for tiles in flight when the daemon stops.
 STOP_DEADLINE = 30.0
+#: The nice value of the live pages' threads (previews, page documents).
+PREVIEW_NICE = 10
 
 
 class _Sequential(MultiService):
@@ -222,6 +224,18 @@ def build_service(
     )
 
     if config.http_endpoint:
+        # The live pages' work on threads of its own, at a lower priority than
+        # capture's (imagecatcher.previews): PREVIEW_WORKERS previews at a time
+        # (the Previewer's slots) and one more thread, so that page documents
+        # never wait behind a preview.
+        preview_threads = ThreadPool(
+            minthreads=0,
+            maxthreads=config.preview_workers + 1,
+            name="imagecatcher-live",
+        )
+        _Hooks(
+            start=_started(preview_threads.start), stop=preview_threads.stop
+        ).setServiceParent(root)
         api = CatcherAPI(
             repo,
             store,
@@ -237,9 +251,10 @@ def build_service(
             live=LiveQueries(db),
             previewer=Previewer(
                 reactor,
-                threads,
+                preview_threads,
                 workers=config.preview_workers,
                 cache_bytes=config.preview_cache_bytes,
+                nice=PREVIEW_NICE,
             ),
         )
         site = CatcherSite(

@@ -68,7 +68,7 @@ RATE_SECONDS = 60
 RATE_MINUTES = 10
 #: Tiles of a mosaic image rendered per request at most; the others are
 #: drawn grey until a later request (the ``X-Mosaic-Pending`` header says how many).
-MOSAIC_RENDERS_PER_REQUEST = 64
+MOSAIC_RENDERS_PER_REQUEST = 16
 #: Seconds the overview reuses the tile counts of an ended acquisition (its
 #: spool may still drain and renders change states, but slowly).
 ENDED_COUNTS_SECONDS = 60.0
