@@ -114,48 +114,54 @@ def since(now: datetime) -> datetime:
 
 def mosaic_document(mosaic: Mosaic, now: datetime) -> dict[str, Any]:
     """The acquisition page's document (blocking for big mosaics: run it in a thread)."""
+    # A plain loop over tuples: this runs for every tile of every refresh.
     states = list(STATES)
     index = {name: i for i, name in enumerate(states)}
+    by_content: dict[tuple[int, str | None], int] = {}
     sections: dict[int, int] = {}
-    counts = dict.fromkeys(states, 0)
+    tally = [0] * len(states)
     flat: list[int] = []
+    add = flat.extend
     per_minute = [0] * RATE_MINUTES
     recent = 0
     last: MosaicTile | None = None
+    last_at: datetime | None = None
     cols, rows = mosaic.header.cols, mosaic.header.rows
     outside_roi = 0
     for tile in mosaic.tiles:
-        state = tile_state(tile)
-        i = index.get(state)
+        tile_id, col, row, camera, content, render, section, at = tile
+        i = by_content.get((content, render))
         if i is None:
-            i = index[state] = len(states)
-            states.append(state)
-            counts[state] = 0
-        counts[state] += 1
-        if tile.section is None:
-            section = -1
+            state = tile_state(tile)
+            i = index.get(state, -1)
+            if i < 0:
+                i = index[state] = len(states)
+                states.append(state)
+                tally.append(0)
+            by_content[(content, render)] = i
+        tally[i] += 1
+        if section is None:
+            s = -1
             outside_roi += 1
         else:
-            section = sections.setdefault(tile.section, len(sections))
-        flat += (
-            tile.tile_id,
-            tile.col,
-            tile.row,
-            -1 if tile.camera is None else tile.camera,
-            i,
-            section,
-        )
-        cols, rows = max(cols, tile.col + 1), max(rows, tile.row + 1)
-        at = tile.received_at  # only recent ones: see since()
-        if at is not None:
+            s = sections.get(section, -1)
+            if s < 0:
+                s = sections[section] = len(sections)
+        add((tile_id, col, row, -1 if camera is None else camera, i, s))
+        if col >= cols:
+            cols = col + 1
+        if row >= rows:
+            rows = row + 1
+        if at is not None:  # only recent ones: see since()
             age = (now - at).total_seconds()
             if age < RATE_SECONDS:
                 recent += 1
             minute = int(age // 60)
             if 0 <= minute < RATE_MINUTES:
                 per_minute[RATE_MINUTES - 1 - minute] += 1
-            if last is None or (last.received_at is not None and at > last.received_at):
-                last = tile
+            if last_at is None or at > last_at:
+                last, last_at = tile, at
+    counts = dict(zip(states, tally, strict=True))
     h = mosaic.header
     return {
         "acqid": h.uid,

@@ -67,6 +67,11 @@ class Pages:
         """The overview, under the pages' own prefix."""
         return self._send(request, "overview.html")
 
+    @router.route("/ui", methods=["GET"])
+    def overview_bare(self, request: IRequest) -> bytes:
+        """The same (a route of its own: werkzeug's redirect would be an error here)."""
+        return self._send(request, "overview.html")
+
     @router.route("/ui/acquisition/<acqid>", methods=["GET"])
     def acquisition(self, request: IRequest, acqid: str) -> bytes:
         """One acquisition's live mosaic (its script reads the id from the path)."""

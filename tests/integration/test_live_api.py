@@ -142,6 +142,7 @@ def test_live_documents_previews_and_mosaic(
         for path, kind in (
             ("/", "text/html"),
             ("/ui/", "text/html"),
+            ("/ui", "text/html"),
             (f"/ui/acquisition/{UID}", "text/html"),
             ("/ui/static/acquisition.js", "text/javascript"),
             ("/ui/static/live.css", "text/css"),
