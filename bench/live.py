@@ -185,6 +185,17 @@ def page_figures(base: Path, tiles: int, runs: int, browser: bool) -> dict[str, 
             size = len(resp.body)
             times.append(elapsed)
             queries.append(after - before - overhead)
+        overview_ms: list[float] = []
+        overview_selects: list[int] = []
+        for _ in range(runs):
+            time.sleep(1.1)
+            before = _selects(db)
+            t0 = time.perf_counter()
+            resp = http.request("GET", "/service/v1/live/acquisitions")
+            overview_ms.append(1000 * (time.perf_counter() - t0))
+            overview_selects.append(_selects(db) - before - overhead)
+            if resp.status != 200:
+                raise RuntimeError(f"overview: HTTP {resp.status} {resp.text()}")
         http.close()
         figures: dict[str, Any] = {
             "tiles": tiles,
@@ -194,6 +205,8 @@ def page_figures(base: Path, tiles: int, runs: int, browser: bool) -> dict[str, 
             "refresh_ms_max": 1000 * max(times[1:]),
             "selects_per_refresh": sorted(set(queries[1:])),
             "sql_ms_median": _sql_ms(db, uid, max(runs, 3)),
+            "overview_ms_median": median(overview_ms),
+            "overview_selects": sorted(set(overview_selects)),
             "plan": _explain(db, uid),
         }
         if browser:

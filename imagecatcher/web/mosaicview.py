@@ -71,7 +71,7 @@ RATE_MINUTES = 10
 MOSAIC_RENDERS_PER_REQUEST = 16
 #: Seconds the overview reuses the tile counts of an ended acquisition (its
 #: spool may still drain and renders change states, but slowly).
-ENDED_COUNTS_SECONDS = 60.0
+ENDED_COUNTS_SECONDS = 300.0
 #: Acquisitions per overview page: default and most.
 OVERVIEW_LENGTH, OVERVIEW_MAX = 25, 200
 

@@ -54,7 +54,8 @@ var IC = (function () {
         var status = text("status", "cannot update: " + error.message);
         status.classList.add("error");
       }).then(function () {
-        window.setTimeout(once, delay);
+        // A page in a background tab asks the server less often.
+        window.setTimeout(once, document.hidden ? Math.max(delay, 10000) : delay);
       });
     }
     once();
