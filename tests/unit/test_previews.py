@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+import threading
 import warnings
 
 import pytest
@@ -19,6 +21,7 @@ from imagecatcher.previews import (
     Cell,
     NotAnImage,
     Previewer,
+    _niced,
     cell_pixels,
     check_scale,
     check_size,
@@ -169,3 +172,18 @@ def test_previewer_caches_and_fetches_once() -> None:
     first = result_of(Deferred.fromCoroutine(previewer.cached("k", fetch, work)))
     second = result_of(Deferred.fromCoroutine(previewer.cached("k", fetch, work)))
     assert first == second == b"RAW" and fetches == [1]
+
+
+def test_preview_work_runs_niced_on_its_own_thread_only() -> None:
+    """Work run through _niced lowers its own thread's priority, not the caller's."""
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+
+    def work() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    worker = threading.Thread(target=lambda: seen.append(_niced(own + 5, work)))
+    worker.start()
+    worker.join()
+    assert seen == [own + 5]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
