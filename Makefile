@@ -20,8 +20,9 @@ DB_FLAGS = -dbhost $(IMAGECAPTURE_DBHOST):$(IMAGECAPTURE_DBPORT) -dbname $(IMAGE
 
 .PHONY: run test os-deps python-deps venv install init-db reset-db upgrade-db downgrade-db clean
 
-# Debian packages: venv support for the system Python (both commands) and a
-# MariaDB server (the tests start it privately; never via systemd).
+# Debian packages: venv support for the system Python (both commands), a
+# MariaDB server (the tests start it privately; never via systemd) and a
+# headless Chromium with its driver (the live page's browser test, via Selenium).
 APT_INSTALL = apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 
 python-deps:
@@ -31,6 +32,9 @@ python-deps:
 os-deps: python-deps
 	@command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null || { \
 	  echo "installing Debian package mariadb-server"; $(APT_INSTALL) mariadb-server; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Debian packages chromium chromium-driver (live page tests)"; \
+	  $(APT_INSTALL) chromium chromium-driver; }
 
 $(BIN)/python: | python-deps
 	$(PYTHON) -m venv $(VENV)

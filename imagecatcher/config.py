@@ -111,6 +111,13 @@ def _as_count(value: Any) -> int:
     return count
 
 
+def _as_positive(value: Any) -> int:
+    count = _as_int(value)
+    if count < 1:
+        raise ValueError(f"expected 1 or more, got {count}")
+    return count
+
+
 def _as_seconds(value: Any) -> float:
     seconds = _as_float(value)
     if not math.isfinite(seconds) or seconds < 0:
@@ -183,6 +190,8 @@ _SCHEMA: dict[str, _Kind] = {
     "HTTP_BODY_TIMEOUT": _as_seconds,
     "HTTP_BODY_MIN_RATE": _as_count,
     "TILE_LEASE_SECONDS": _as_float,
+    "PREVIEW_WORKERS": _as_positive,
+    "PREVIEW_CACHE_BYTES": _as_count,
     "JFS_MONGO_URL": _as_list,
     "JFS_MONGO_USER": _as_str,
     "JFS_MONGO_PASSWORD": _as_str,
@@ -262,6 +271,10 @@ class Config:
     #: Bytes per second a request body must average over each window.
     http_body_min_rate: int = 0
     tile_lease_seconds: float = 0.0
+    #: Previews (and mosaic images) made at the same time, each in a thread.
+    preview_workers: int = 1
+    #: Bytes of previews and mosaic cells kept in memory (0: none kept).
+    preview_cache_bytes: int = 64 * 1024 * 1024
     jfs_mongo_url: tuple[str, ...] = ()
     jfs_mongo_user: str = ""
     jfs_mongo_password: str = ""

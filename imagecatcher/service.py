@@ -27,6 +27,7 @@ from twisted.web.server import Site
 
 from imagecatcher.acquisitions import Acquisitions
 from imagecatcher.config import Config
+from imagecatcher.db.live import LiveQueries
 from imagecatcher.db.pool import open_database
 from imagecatcher.db.repository import Repository
 from imagecatcher.fsio import BackgroundThreadPool
@@ -34,6 +35,7 @@ from imagecatcher.listen import ConnectionLimit, ReusePortListener, parse_tcp_en
 from imagecatcher.metrics import Metrics
 from imagecatcher.notify import MailSettings, Notifier
 from imagecatcher.pipeline import Pipeline, Stage
+from imagecatcher.previews import Previewer
 from imagecatcher.sink import TileSink, remove_stale_parts
 from imagecatcher.spool import Spool
 from imagecatcher.storage.factory import open_store
@@ -58,6 +60,8 @@ STOP_DEADLINE = 30.0
 #: Seconds between two samples of the gauges with several worker processes
 #: (the process answering a scrape samples its own just before).
 SAMPLE_EVERY = 1.0
+#: The nice value of the live pages' threads (previews, page documents).
+PREVIEW_NICE = 10
 
 
 class _Sequential(MultiService):
@@ -279,6 +283,18 @@ def build_service(
         _Hooks(start=start_sampling, stop=stop_sampling).setServiceParent(root)
 
     if config.http_endpoint:
+        # The live pages' work on threads of its own, at a lower priority than
+        # capture's (imagecatcher.previews): PREVIEW_WORKERS previews at a time
+        # (the Previewer's slots) and one more thread, so that page documents
+        # never wait behind a preview.
+        preview_threads = ThreadPool(
+            minthreads=0,
+            maxthreads=config.preview_workers + 1,
+            name="imagecatcher-live",
+        )
+        _Hooks(
+            start=_started(preview_threads.start), stop=preview_threads.stop
+        ).setServiceParent(root)
         api = CatcherAPI(
             repo,
             store,
@@ -293,6 +309,14 @@ def build_service(
             tiles_url_base=config.tiles_url_base,
             access=access,
             metrics=metrics,
+            live=LiveQueries(db),
+            previewer=Previewer(
+                reactor,
+                preview_threads,
+                workers=config.preview_workers,
+                cache_bytes=config.preview_cache_bytes,
+                nice=PREVIEW_NICE,
+            ),
         )
         site = CatcherSite(
             api.resource(),

@@ -27,11 +27,13 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IRequest
 
 from imagecatcher.acquisitions import Acquisitions
+from imagecatcher.db.live import LiveQueries
 from imagecatcher.db.repository import Repository
 from imagecatcher.domain import NotFound as CatcherNotFound
 from imagecatcher.domain import QueueStatus
 from imagecatcher.metrics import Metrics, note_route, route_template
 from imagecatcher.pipeline import Pipeline
+from imagecatcher.previews import Previewer
 from imagecatcher.storage import ContentStore
 from imagecatcher.web.access import AccessPolicy, Refusal
 from imagecatcher.web.apidocs import ApiDocs
@@ -44,7 +46,9 @@ from imagecatcher.web.common import (
 )
 from imagecatcher.web.content import Content
 from imagecatcher.web.metrics import MetricsExport
+from imagecatcher.web.mosaicview import Live
 from imagecatcher.web.operations import Operations
+from imagecatcher.web.pages import Pages
 from imagecatcher.web.queries import Queries
 from imagecatcher.web.render import Render
 
@@ -80,6 +84,8 @@ class CatcherAPI:
         tiles_url_base: str = "",
         access: AccessPolicy | None = None,
         metrics: Metrics | None = None,
+        live: LiveQueries | None = None,
+        previewer: Previewer | None = None,
     ) -> None:
         resources: tuple[_Resource, ...] = (
             Operations(
@@ -100,12 +106,24 @@ class CatcherAPI:
             Calibrations(repo),
             ApiDocs(clock, threads),
         )
+        if live is not None:
+            resources += (
+                Live(
+                    live,
+                    repo,
+                    store,
+                    clock,
+                    previewer or Previewer(clock, threads),
+                ),
+            )
         self._app = Klein()
         with self._app.subroute(API_ROOT) as app:
             for resource in resources:
                 _mount(app, resource, access, API_ROOT)
         if metrics is not None:
             _mount(self._app, MetricsExport(metrics), access)
+        # The live pages (HTML) live outside the API root: / and /ui/.
+        _mount(self._app, Pages(), access)
         # Klein tries these in order: the first whose class matches answers.
         self._app.handle_errors(NotFound)(self._not_found)
         self._app.handle_errors(MethodNotAllowed)(self._not_allowed)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 from openapi_spec_validator import validate
 
 from twisted.internet.task import Clock
 
+from imagecatcher.db.live import LiveQueries
+from imagecatcher.db.pool import Database
 from imagecatcher.metrics import Metrics
 from imagecatcher.web.apidoc import build_document
 from imagecatcher.web.apidocs import asset_names
@@ -22,8 +24,14 @@ _IMPLIED = {"HEAD", "OPTIONS"}
 
 
 def _api() -> CatcherAPI:
-    """The app with every optional resource mounted (metrics included)."""
-    return CatcherAPI(FakeRepo(), FakeStore(), Clock(), metrics=Metrics())  # type: ignore[arg-type]
+    """The app with every optional resource mounted (metrics, live pages)."""
+    return CatcherAPI(
+        FakeRepo(),  # type: ignore[arg-type]
+        FakeStore(),  # type: ignore[arg-type]
+        Clock(),
+        metrics=Metrics(),
+        live=LiveQueries(cast(Database, None)),
+    )
 
 
 def _routes(api: CatcherAPI) -> set[tuple[str, str]]:

@@ -315,3 +315,21 @@ def test_every_schema_key_is_a_field() -> None:
     fields = {field.name for field in attrs.fields(Config)}
     missing = [key for key in config_module._SCHEMA if key.lower() not in fields]
     assert missing == []
+
+
+def test_preview_keys_default_and_validate(tmp_path: Path) -> None:
+    """PREVIEW_WORKERS defaults to 1 and must be 1 or more; PREVIEW_CACHE_BYTES
+    defaults to 64 MiB and may be 0 but not negative."""
+    defaults = load(write_json(tmp_path, "empty.json", {}))
+    assert defaults.preview_workers == 1
+    assert defaults.preview_cache_bytes == 64 * 1024 * 1024
+    set_ = load(
+        write_json(
+            tmp_path, "set.json", {"PREVIEW_WORKERS": 2, "PREVIEW_CACHE_BYTES": 0}
+        )
+    )
+    assert (set_.preview_workers, set_.preview_cache_bytes) == (2, 0)
+    for key, value in (("PREVIEW_WORKERS", 0), ("PREVIEW_CACHE_BYTES", -1)):
+        with pytest.raises(ConfigError) as info:
+            load(write_json(tmp_path, "bad.json", {key: value}))
+        assert key in str(info.value)

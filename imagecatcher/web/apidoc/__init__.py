@@ -25,6 +25,7 @@ FRAGMENTS: tuple[str, ...] = (
     "calibrations",
     "apidocs",
     "metrics",
+    "ui",
     "access",
 )
 
