@@ -52,10 +52,10 @@ Old single-dash flags work beside the ``--long`` ones: ``-action``,
 ``-row``, ``-rate``, ``-send-method``, ``-logfile``.  An unknown action or
 method is a usage error (exit status 2).
 
-Long runs draw a progress line on stderr when it is a terminal and end with a
-summary table; ``--json FILE`` writes the results.  Exit status: 0 when
-everything succeeded, 1 when a tile or a request failed, 2 for usage errors,
-130 when interrupted.
+Long runs draw a progress bar (``tqdm``) on stderr when it is a terminal and
+end with a summary table; ``--json FILE`` writes the results.  Exit status: 0
+when everything succeeded, 1 when a tile or a request failed, 2 for usage
+errors, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -87,9 +87,8 @@ from imagecatcher.cli.feed import (
     send_steps,
 )
 from imagecatcher.cli.progress import (
-    ProgressLine,
+    ProgressBar,
     Tracker,
-    format_progress,
     format_table,
     summary_rows,
     write_json,
@@ -412,11 +411,11 @@ class _Run:
     out: TextIO
     err: TextIO
     tracker: Tracker = attrs.field(factory=Tracker)
-    progress: ProgressLine | None = None
+    progress: ProgressBar | None = None
     report_data: dict[str, Any] = attrs.field(factory=dict)
 
     def say(self, text: str) -> None:
-        """A line on stderr (above the progress line) and in the log."""
+        """A line on stderr (above the progress bar) and in the log."""
         self.log.info("{text}", text=text)
         if self.progress is not None:
             self.progress.message(text)
@@ -441,7 +440,7 @@ class _Run:
         rate: float = 0.0,
         table: bool = True,
     ) -> SendOutcome:
-        """Send tiles with a progress line; record the outcome."""
+        """Send tiles with a progress bar; record the outcome."""
         self.tracker.total = sum(len(s) for s in steps)
         with self.showing_progress():
             outcome = send_steps(
@@ -460,11 +459,11 @@ class _Run:
 
     @contextmanager
     def showing_progress(self) -> Iterator[None]:
-        """Draw the progress line (on a terminal) while the block runs."""
-        line = ProgressLine(lambda: format_progress(self.tracker.snapshot()), self.err)
-        self.progress = line
+        """Draw the progress bar (on a terminal) while the block runs."""
+        bar = ProgressBar(self.tracker, self.err)
+        self.progress = bar
         try:
-            with line:
+            with bar:
                 yield
         finally:
             self.progress = None

@@ -1,9 +1,9 @@
-"""Progress lines, summaries and machine-readable results of client runs.
+"""Progress bars, summaries and machine-readable results of client runs.
 
 A :class:`Tracker` counts what a run did (thread-safe: sender threads report
-into it); :func:`format_progress` renders one line from a :class:`Snapshot`
-(tiles, tiles/s, MB/s, errors, ETA) and :class:`ProgressLine` redraws that
-line on stderr while the run lasts, only when stderr is a terminal.  At the
+into it); :class:`ProgressBar` draws a ``tqdm`` bar from its counts on stderr
+while the run lasts (tiles, tiles/s, ETA, then :func:`format_postfix`: MB/s,
+errors, retries, skipped tiles), only when stderr is a terminal.  At the
 end :func:`format_table` prints the summary and :func:`write_json` the
 ``--json`` file.  MB are 10^6 bytes.
 """
@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import attrs
+from tqdm import tqdm
 
 MB = 1_000_000
 
@@ -136,19 +137,20 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
-def format_progress(s: Snapshot) -> str:
-    """One progress line: tiles, tiles/s, MB/s, errors, ETA."""
-    tiles = f"tiles {s.done}/{s.total}" if s.total is not None else f"tiles {s.done}"
-    parts = [
-        tiles,
-        f"{s.tiles_per_second:.1f} tiles/s",
-        f"{s.mb_per_second:.1f} MB/s",
-        f"errors {s.failed}",
-    ]
+def format_postfix(s: Snapshot) -> str:
+    """What the bar shows after its rate: MB/s, errors, retries, skips, time left.
+
+    Retries and skipped tiles appear only when there are any; the time left
+    only for timed runs (a run with a total gets tqdm's own ETA).
+    """
+    parts = [f"{s.mb_per_second:.1f} MB/s", f"errors {s.failed}"]
+    if s.retried:
+        parts.append(f"retries {s.retried}")
     if s.skipped:
-        parts.insert(1, f"skipped {s.skipped}")
-    parts.append(f"ETA {format_duration(s.eta)}")
-    return " | ".join(parts)
+        parts.append(f"skipped {s.skipped}")
+    if s.duration is not None:
+        parts.append(f"left {format_duration(s.eta)}")
+    return ", ".join(parts)
 
 
 @attrs.define
@@ -234,31 +236,49 @@ class Tracker:
             )
 
 
-class ProgressLine:
-    """Redraws one status line on a terminal while a run lasts.
+class ProgressBar:
+    """A ``tqdm`` bar on ``stream`` that follows a :class:`Tracker` while a run lasts.
 
-    Disabled (it draws nothing) unless ``stream`` is a TTY; :meth:`message`
-    prints a whole line above the status line either way.
+    A thread reads the tracker every ``interval`` seconds and moves the bar to
+    its counts (tiles done of the total when known, tiles/s, ETA and
+    :func:`format_postfix`).  By default the bar is drawn only when ``stream``
+    is a terminal; :meth:`message` prints a whole line above it either way.
     """
 
     def __init__(
         self,
-        render: Callable[[], str],
+        tracker: Tracker,
         stream: TextIO,
         *,
         interval: float = 0.5,
-        enabled: bool | None = None,
+        disable: bool | None = None,
     ) -> None:
-        self._render = render
+        self._tracker = tracker
         self._stream = stream
         self._interval = interval
-        self.enabled = stream.isatty() if enabled is None else enabled
-        self._lock = threading.Lock()
+        self._disable = disable
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._drawn = False
+        self._bar: tqdm[NoReturn] | None = None
 
-    def __enter__(self) -> ProgressLine:
+    @property
+    def enabled(self) -> bool:
+        """Whether the bar is drawn (known once the block is entered)."""
+        return self._bar is not None and not self._bar.disable
+
+    def __enter__(self) -> ProgressBar:
+        s = self._tracker.snapshot()
+        self._bar = tqdm(
+            total=s.total,
+            unit=" tiles",
+            file=self._stream,
+            disable=self._disable,
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=0,
+            miniters=1,
+            postfix=format_postfix(s),
+        )
         if self.enabled:
             self._thread = threading.Thread(
                 target=self._loop, name="progress", daemon=True
@@ -275,31 +295,28 @@ class ProgressLine:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        with self._lock:
-            self._clear()
-
-    def _clear(self) -> None:
-        if self._drawn:
-            self._stream.write("\r\x1b[K")
-            self._stream.flush()
-            self._drawn = False
+            self._thread = None
+        if self._bar is not None:
+            self._bar.close()
 
     def draw(self) -> None:
-        """Redraw the status line now (when enabled)."""
-        if not self.enabled:
+        """Move the bar to the tracker's counts now (when enabled)."""
+        bar = self._bar
+        if bar is None or bar.disable:
             return
-        line = self._render()
-        with self._lock:
-            self._stream.write("\r" + line + "\x1b[K")
-            self._stream.flush()
-            self._drawn = True
+        s = self._tracker.snapshot()
+        if s.total != bar.total:
+            bar.total = s.total
+        bar.set_postfix_str(format_postfix(s), refresh=False)
+        if s.done > bar.n:
+            bar.update(s.done - bar.n)
+        else:
+            bar.refresh()
 
     def message(self, text: str) -> None:
-        """Print ``text`` on its own line, keeping the status line below it."""
-        with self._lock:
-            self._clear()
-            self._stream.write(text + "\n")
-            self._stream.flush()
+        """Print ``text`` on its own line, keeping the bar below it."""
+        tqdm.write(text, file=self._stream)
+        self._stream.flush()
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):

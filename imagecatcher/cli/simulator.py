@@ -50,9 +50,8 @@ import attrs
 
 from imagecatcher.cli.progress import (
     Latency,
-    ProgressLine,
+    ProgressBar,
     Tracker,
-    format_progress,
     format_table,
     write_json,
 )
@@ -486,7 +485,7 @@ def simulate(options: SimulatorOptions, out: TextIO, err: TextIO) -> int:
         f" {options.tile_size}-byte tile every {options.rate_ms:g} ms each,"
         f" {options.method.value} to {options.tile_endpoint}\n"
     )
-    line = ProgressLine(lambda: format_progress(tracker.snapshot()), err)
+    bar = ProgressBar(tracker, err)
     cameras = [
         _Camera(
             n,
@@ -497,11 +496,11 @@ def simulate(options: SimulatorOptions, out: TextIO, err: TextIO) -> int:
             ),
             tracker,
             stop,
-            line.message,
+            bar.message,
         )
         for n in range(options.cameras)
     ]
-    with line:
+    with bar:
         tracker.start()
         start = time.monotonic()
         deadline = start + options.duration if options.duration is not None else None

@@ -1,21 +1,24 @@
-"""Progress lines, summaries and run counters (imagecatcher.cli.progress)."""
+"""Progress bars, summaries and run counters (imagecatcher.cli.progress)."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from imagecatcher.cli.progress import (
     Latency,
-    ProgressLine,
+    ProgressBar,
     Snapshot,
     Tracker,
     format_bytes,
     format_duration,
-    format_progress,
+    format_postfix,
     format_table,
     percentile,
     summary_rows,
@@ -40,20 +43,16 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def test_progress_line_with_total() -> None:
-    """A run with a known total shows done/total, rates, errors and an ETA."""
+def test_postfix_shows_rate_and_errors() -> None:
+    """The bar's postfix has MB/s and errors; no retries or skips when none."""
     s = Snapshot(sent=4, failed=1, bytes_sent=8_000_000, elapsed=2.0, total=10)
-    assert format_progress(s) == (
-        "tiles 5/10 | 2.0 tiles/s | 4.0 MB/s | errors 1 | ETA 0:02"
-    )
+    assert format_postfix(s) == "4.0 MB/s, errors 1"
 
 
-def test_progress_line_without_total_shows_skipped() -> None:
-    """Without a total there is no ETA; skipped tiles are shown when any."""
-    s = Snapshot(sent=3, skipped=7, bytes_sent=0, elapsed=1.0)
-    assert format_progress(s) == (
-        "tiles 10 | skipped 7 | 3.0 tiles/s | 0.0 MB/s | errors 0 | ETA --:--"
-    )
+def test_postfix_shows_retries_skips_and_time_left() -> None:
+    """Retries and skipped tiles show when any; a timed run shows the time left."""
+    s = Snapshot(sent=3, skipped=7, retried=2, elapsed=25.0, duration=90.0)
+    assert format_postfix(s) == ("0.0 MB/s, errors 0, retries 2, skipped 7, left 1:05")
 
 
 def test_timed_run_eta_follows_the_clock() -> None:
@@ -118,27 +117,104 @@ def test_tracker_counts_and_freezes_on_stop() -> None:
     assert s.to_json()["mb_per_second"] == 0.002
 
 
-def test_progress_line_is_silent_off_a_terminal() -> None:
-    """Off a terminal nothing is drawn, but messages still print."""
+def bar_states(written: str) -> list[str]:
+    """What a terminal showed, one entry per redraw or printed line."""
+    return [part.strip() for part in re.split(r"[\r\n]", written) if part.strip()]
+
+
+def test_progress_bar_is_silent_off_a_terminal() -> None:
+    """Off a terminal no bar is drawn, but messages still print."""
     stream = io.StringIO()
-    with ProgressLine(lambda: "status", stream) as line:
-        assert not line.enabled
-        line.draw()
-        line.message("failed col0001_row0001_cam0.tif")
+    tracker = Tracker(total=10)
+    with ProgressBar(tracker, stream, interval=0.01) as bar:
+        assert not bar.enabled
+        tracker.sent_one(5_557_452, 0.01)
+        bar.draw()
+        bar.message("failed col0001_row0001_cam0.tif")
     assert stream.getvalue() == "failed col0001_row0001_cam0.tif\n"
 
 
-def test_progress_line_redraws_and_clears_on_a_terminal() -> None:
-    """On a terminal the line is redrawn in place and cleared for messages."""
+def test_progress_bar_follows_the_tracker_on_a_terminal() -> None:
+    """On a terminal the bar shows the tracker's counts and the postfix."""
     stream = FakeTTY()
-    line = ProgressLine(lambda: "tiles 1", stream)
-    assert line.enabled
-    line.draw()
-    line.message("note")
-    line.draw()
-    assert stream.getvalue() == (
-        "\rtiles 1\x1b[K" + "\r\x1b[K" + "note\n" + "\rtiles 1\x1b[K"
-    )
+    clock = FakeClock()
+    tracker = Tracker(total=10, clock=clock)
+    bar = ProgressBar(tracker, stream, interval=3600)
+    with bar:
+        assert bar.enabled
+        tracker.start()
+        clock.now += 2
+        for _ in range(4):
+            tracker.sent_one(2_000_000, 0.01)
+        tracker.failed_one()
+        tracker.retried_one()
+        bar.draw()
+        shown = bar_states(stream.getvalue())[-1]
+    assert shown.startswith("50%|")
+    assert "| 5/10 [" in shown
+    assert " tiles/s, 4.0 MB/s, errors 1, retries 1]" in shown
+    # The bar is cleared at the end: the summary table follows it.
+    assert stream.getvalue().endswith("\r")
+    assert bar_states(stream.getvalue().rsplit("\r", 2)[-2]) == []
+
+
+def test_progress_bar_without_total_counts_tiles() -> None:
+    """Without a total the bar counts tiles, with no percentage."""
+    stream = FakeTTY()
+    tracker = Tracker()
+    with ProgressBar(tracker, stream, interval=3600) as bar:
+        for _ in range(3):
+            tracker.skipped_one()
+        bar.draw()
+        shown = bar_states(stream.getvalue())[-1]
+    assert shown.startswith("3 tiles [") and "%" not in shown
+    assert shown.endswith("errors 0, skipped 3]")
+
+
+def test_progress_bar_total_can_arrive_later() -> None:
+    """A total the run learns after the bar started (a feed) is shown."""
+    stream = FakeTTY()
+    tracker = Tracker()
+    with ProgressBar(tracker, stream, interval=3600) as bar:
+        tracker.total = 8
+        tracker.sent_one(1000, 0.01)
+        tracker.sent_one(1000, 0.01)
+        bar.draw()
+        shown = bar_states(stream.getvalue())[-1]
+    assert shown.startswith("25%|") and "| 2/8 [" in shown
+
+
+def test_progress_bar_messages_print_above_the_bar() -> None:
+    """A message clears the bar, prints its line and redraws the bar below."""
+    stream = FakeTTY()
+    tracker = Tracker(total=10)
+    with ProgressBar(tracker, stream, interval=3600) as bar:
+        tracker.sent_one(1000, 0.01)
+        bar.draw()
+        bar.message("retry col0002_row0001_cam1.tif: connection reset")
+        written = stream.getvalue()
+    before, after = written.split("retry col0002_row0001_cam1.tif: connection reset\n")
+    assert "1/10" in bar_states(before)[-1]
+    assert before.endswith("\r")  # the bar line was cleared first
+    assert "1/10" in bar_states(after)[0]
+
+
+def test_progress_bar_thread_redraws_from_the_tracker() -> None:
+    """The bar's thread moves it as sender threads count tiles."""
+    stream = FakeTTY()
+    tracker = Tracker(total=4)
+    with ProgressBar(tracker, stream, interval=0.01):
+        senders = [
+            threading.Thread(target=tracker.sent_one, args=(1000, 0.01))
+            for _ in range(4)
+        ]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        while "4/4" not in stream.getvalue():
+            time.sleep(0.01)
+    assert any(state.startswith("100%|") for state in bar_states(stream.getvalue()))
 
 
 def test_table_alignment() -> None:
