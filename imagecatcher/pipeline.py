@@ -405,7 +405,7 @@ class Pipeline:
         except BaseException:
             finding.addErrback(lambda _: None)
             raise
-        self._stage("hash", sink.finish_seconds - sink.sync_seconds)
+        self._stage("hash", sink.finish_seconds)
         existing = await finding
         if upload.md5 is not None and upload.md5 != received.md5:
             raise BadParameter(

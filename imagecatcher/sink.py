@@ -258,10 +258,8 @@ class TileSink:
         self._paused = False
         self._finished = False
         self._discarded = False
-        #: Seconds finish() waited for the last bytes (metrics), and of them
-        #: the fsync's.
+        #: Seconds finish() waited for the last bytes (metrics).
         self.finish_seconds = 0.0
-        self.sync_seconds = 0.0
 
     # -- reactor side: receiving -----------------------------------------------
 
@@ -346,11 +344,10 @@ class TileSink:
 
     # -- completion -------------------------------------------------------------
 
-    async def finish(self, sync: bool = False) -> Received:
+    async def finish(self) -> Received:
         """Wait for every byte to be hashed and written; the result.
 
-        With ``sync`` the file is also fsync'd and closed, on the writing
-        thread right after the last write (while the MD5 may still run).
+        The file stays open, unsynced: :meth:`make_durable` fsyncs it.
         Raises TooLarge past the limit, or the I/O error that stopped a write.
         """
         if self._finished:
@@ -359,7 +356,7 @@ class TileSink:
         started = time.monotonic()
         if self._batch or self._small:
             self._flush()
-        self._io_lane.submit(lambda: self._last_write(sync), lambda ok, value: None)
+        self._io_lane.submit(self._last_write, lambda ok, value: None)
         failures: list[Failure] = []
         for lane in (self._md5_lane, self._io_lane):
             try:
@@ -377,14 +374,11 @@ class TileSink:
         self.finish_seconds = time.monotonic() - started
         return Received(self._path, self.size, self._md5.digest(), self._sha1.digest())
 
-    def _last_write(self, sync: bool) -> None:
+    def _last_write(self) -> None:
         if self._fd is None:  # an empty tile: still a file
             self._fd, self._path = _open_part(self._dir, self._serial)
-        if sync:
-            self._fsync_and_close()
 
     def _fsync_and_close(self) -> None:
-        started = time.monotonic()
         if self._fd is not None:
             try:
                 os.fsync(self._fd)
@@ -397,7 +391,6 @@ class TileSink:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        self.sync_seconds += time.monotonic() - started
 
     async def make_durable(self) -> None:
         """fsync the file (closing it if open); it survives a crash from now
