@@ -180,6 +180,7 @@ _SCHEMA: dict[str, _Kind] = {
     "SPOOL_MAX_BYTES": _as_count,
     "SPOOL_MIN_FREE_BYTES": _as_count,
     "UPLOAD_MAX_BYTES_PER_SECOND": _as_count,
+    "CAPTURE_LATENCY_TARGET_MS": _as_count,
     "MAX_TILE_BYTES": _as_int,
     "TCP_IDLE_TIMEOUT": _as_int,
     "TCP_MAX_CONNECTIONS": _as_count,
@@ -254,6 +255,9 @@ class Config:
     spool_min_free_bytes: int = 256 * 1024 * 1024
     #: Average upload rate of spooled tiles (0: no limit).
     upload_max_bytes_per_second: int = 0
+    #: Spool uploads slow down while captured tiles take longer than this
+    #: (90th percentile over a second), first byte to acknowledgement; 0: off.
+    capture_latency_target_ms: int = 100
     max_tile_bytes: int = 64 * 1024 * 1024
     tcp_idle_timeout: int = 300
     #: Open TCP connections per worker process; more are closed at once (0 = any).

@@ -47,6 +47,7 @@ from imagecatcher.domain import (
 )
 from imagecatcher.metrics import Metrics
 from imagecatcher.names import TileName
+from imagecatcher.pacing import UploadPace
 from imagecatcher.sink import Received, SinkFactory, TileSink
 from imagecatcher.spool import Spool, SpoolEntry
 from imagecatcher.storage import ContentStore, LocalStore, StoredObject, StoreError
@@ -172,6 +173,7 @@ class Pipeline:
         max_tile_bytes: int | None = None,
         ack_when: str = "stored",
         upload_rate: float = 0.0,
+        capture_target: float = 0.0,
         spool_max_bytes: int = 0,
         min_free_bytes: int = 0,
         probe_collection: str = "",
@@ -205,8 +207,8 @@ class Pipeline:
             self.health,
             self._upload_entry,
             workers=max(content_stage.workers, 1),
-            rate=upload_rate,
             notify=notify,
+            pace=UploadPace(clock, capture_target, upload_rate),
         )
         self.watch = SpoolWatch(
             clock, threadpool, spool.directory, [spool.directory, staging]
@@ -355,10 +357,16 @@ class Pipeline:
             if upload.sink is not None:
                 Deferred.fromCoroutine(upload.sink.discard())
             return defer.fail(CatcherError("the service is shutting down"))
+        started = upload.sink.opened if upload.sink is not None else time.monotonic()
         work = Deferred.fromCoroutine(self._capture(upload))
         self._in_flight.add(work)
+        work.addCallback(self._timed, started)
         work.addBoth(self._done, work)
         return _shield(work)
+
+    def _timed(self, result: Captured, started: float) -> Captured:
+        self._uploader.pace.captured(time.monotonic() - started)
+        return result
 
     def _done(self, result: Any, work: Deferred[Any]) -> Any:
         self._in_flight.discard(work)
@@ -781,11 +789,14 @@ class Pipeline:
     def start_watching(self) -> None:
         """Look at the spool and the free space every second from now on."""
         self.watch.start()
+        if self._local is None:  # uploads happen only for a remote store
+            self._uploader.pace.start()
 
     async def stop(self, deadline: float = 30.0) -> None:
         """Refuse new tiles, stop uploads and probes, wait for work in flight."""
         self._stopping = True
         self._uploader.stop()
+        self._uploader.pace.stop()
         self.health.stop()
         self.watch.stop()
         pending = self._in_flight | self._uploader.in_flight

@@ -223,6 +223,7 @@ def build_service(
         max_tile_bytes=config.max_tile_bytes,
         ack_when=config.ack_when,
         upload_rate=float(config.upload_max_bytes_per_second),
+        capture_target=config.capture_latency_target_ms / 1000.0,
         spool_max_bytes=config.spool_max_bytes,
         min_free_bytes=config.spool_min_free_bytes,
         probe_collection=config.jfs_mapping.get("PING", ""),

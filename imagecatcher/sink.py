@@ -260,6 +260,8 @@ class TileSink:
         self._discarded = False
         #: Seconds finish() waited for the last bytes (metrics).
         self.finish_seconds = 0.0
+        #: When the sink was opened (``time.monotonic``): the tile's first byte.
+        self.opened = time.monotonic()
 
     # -- reactor side: receiving -----------------------------------------------
 

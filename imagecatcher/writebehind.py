@@ -7,8 +7,10 @@ READY.  The daemon learns that the store is down once (a failed put or
 verify, or a failed probe): :class:`StoreHealth` then stops every upload,
 probes the store in the background with backoff, and resumes the uploads
 when it answers again.  Uploads run at most ``workers`` at a time and, when a
-rate is set, no faster than that many bytes per second, so that a draining
-spool leaves the rig's own tiles their share of the machine.
+rate is set, no faster than that many bytes per second; while tiles are
+being captured an :class:`~imagecatcher.pacing.UploadPace` lowers that rate
+whenever capture slows down, so that a draining spool leaves the rig's own
+tiles the machine first.
 
 :class:`SpoolWatch` looks at the spool every second (on a thread): how many
 tiles wait there, how many bytes, since when, and how much room is left on
@@ -33,6 +35,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from imagecatcher.pacing import UploadPace
 from imagecatcher.spool import SpoolEntry
 from imagecatcher.storage import ContentStore, StoreError
 
@@ -124,24 +127,38 @@ class StoreHealth:
 
 
 class _Rate:
-    """At most ``per_second`` bytes per second on average (0: no limit)."""
+    """At most ``pace.rate`` bytes per second on average (0: no limit).
 
-    def __init__(self, clock: Any, per_second: float) -> None:
+    An upload reserves its turn before it starts, at the size of the last
+    one, so that workers starting together are spread out; its real size is
+    charged when it is done.
+    """
+
+    def __init__(self, clock: Any, pace: UploadPace) -> None:
         self._clock = clock
-        self._rate = per_second
+        self._pace = pace
         self._next = 0.0
+        self._estimate = 0
 
-    def wait(self) -> float:
-        """Seconds until the next upload may start."""
-        if self._rate <= 0:
-            return 0.0
-        return max(self._next - float(self._clock.seconds()), 0.0)
+    def reserve(self) -> tuple[float, int]:
+        """Seconds until the next upload may start, and the bytes reserved."""
+        rate = self._pace.rate
+        if rate <= 0:
+            return 0.0, 0
+        now = float(self._clock.seconds())
+        start = max(now, self._next)
+        self._next = start + self._estimate / rate
+        return start - now, self._estimate
 
-    def sent(self, size: int) -> None:
-        """Charge ``size`` bytes just sent."""
-        if self._rate > 0:
+    def sent(self, size: int, reserved: int) -> None:
+        """Charge ``size`` bytes just sent, of which ``reserved`` were."""
+        self._pace.uploaded(size)
+        if size > 0:
+            self._estimate = size
+        rate = self._pace.rate
+        if rate > 0:
             now = float(self._clock.seconds())
-            self._next = max(now, self._next) + size / self._rate
+            self._next = max(now, self._next + (size - reserved) / rate)
 
 
 class Uploader:
@@ -155,12 +172,16 @@ class Uploader:
         workers: int = 1,
         rate: float = 0.0,
         notify: Callable[[str], None] = lambda text: None,
+        pace: UploadPace | None = None,
     ) -> None:
         self._clock = clock
         self._health = health
         self._upload = upload
         self._workers = max(workers, 1)
-        self._rate = _Rate(clock, rate)
+        #: The rate uploads keep to: ``rate`` alone, or as the ceiling of a
+        #: pace that yields to capture.
+        self.pace = pace if pace is not None else UploadPace(clock, 0.0, rate)
+        self._rate = _Rate(clock, self.pace)
         self._notify = notify
         self._queue: deque[tuple[SpoolEntry, int]] = deque()
         self._queued: set[str] = set()
@@ -206,13 +227,13 @@ class Uploader:
         try:
             # The worker waits its turn to keep the average upload rate at
             # the limit.
-            wait = self._rate.wait()
+            wait, reserved = self._rate.reserve()
             if wait > 0:
                 await _sleep(self._clock, wait)
             self._queued.discard(entry.stem)
             if self._stopped:
                 return
-            self._rate.sent(await self._upload(entry))
+            self._rate.sent(await self._upload(entry), reserved)
         except StoreError as e:
             self._health.failed(e)
             self.enqueue(entry, attempt, front=True)  # waits for the store
