@@ -215,6 +215,13 @@ class TileProtocol(Protocol, TimeoutMixin):
         return len(self._prefix)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._busy:
+            self.pause("busy")  # these bytes are taken, no more until done
+        self._receive(data)
+        if self._busy and (self._queue or self._frame is not None or self._prefix):
+            self.pause("busy")  # a next frame began while one is pending
+
+    def _receive(self, data: bytes) -> None:
         self.resetTimeout()
         if self._boundary_lost:
             return  # after an over-long prefix nothing more can be framed
@@ -373,8 +380,10 @@ class TileProtocol(Protocol, TimeoutMixin):
 
     def _next(self) -> None:
         # A loop, not recursion: a backlog of frames answered synchronously
-        # (bad frames) must not exhaust the stack.  The transport is paused
-        # only while a handler is pending.
+        # (bad frames) must not exhaust the stack.  While a handler is
+        # pending the connection is busy, and the transport is paused as soon
+        # as more bytes arrive (dataReceived): a client that waits for its
+        # acknowledgement, as a rig does, costs no pause and resume per tile.
         while self._queue:
             done = self._queue.pop(0)
             if done.too_long:
@@ -387,7 +396,6 @@ class TileProtocol(Protocol, TimeoutMixin):
             if not d.called:
                 if not self._busy:
                     self._busy = True
-                    self.pause("busy")
                     self.setTimeout(None)  # a slow store is not an idle peer
                 d.addCallback(lambda _: self._next())
                 return

@@ -96,6 +96,8 @@ STAGING = ".incoming"
 
 #: Files remembered for cheap verification (about 100 KiB of memory).
 _REMEMBERED = 1024
+#: Directories remembered as existing inside the root, at most.
+MAX_DIRECTORIES = 4096
 
 
 def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
@@ -125,6 +127,8 @@ class FileStore:
         # Placements whose database record is pending: location -> (file,
         # hard link to the file it replaced or None).
         self._placed: dict[str, tuple[Path, Path | None]] = {}
+        # Directories known to exist inside the root (see _placement_file).
+        self._directories: set[Path] = set()
 
     @property
     def staging_dir(self) -> Path:
@@ -164,11 +168,30 @@ class FileStore:
         self._remember(key, path, md5)
         return path
 
+    def _placement_file(self, key: str) -> Path:
+        """The file of ``key`` for a rename into place.
+
+        A rename replaces the directory entry and never writes through it,
+        so only the directory must resolve inside the root; directories
+        checked (and created) once are remembered, as a tile's directory is
+        the same for the whole acquisition.
+        """
+        path = self._root.joinpath(*check_key(key).split("/"))
+        directory = path.parent
+        if directory not in self._directories:
+            real_root = os.path.realpath(self._root)
+            if not os.path.realpath(directory).startswith(real_root + os.sep):
+                raise StoreError(f"object key {key!r} resolves outside {self._root}")
+            directory.mkdir(parents=True, exist_ok=True)
+            if len(self._directories) >= MAX_DIRECTORIES:
+                self._directories.clear()
+            self._directories.add(directory)
+        return path
+
     def _rename_into(
         self, key: str, source: Path, md5: bytes, note: Mapping[str, Any]
     ) -> tuple[Path, Path | None]:
-        path = self._file(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._placement_file(key)
         # The file it replaces stays reachable (a hard link in the staging
         # directory) until the caller's transaction settles: see undo().  The
         # note beside it lets a restart decide after a kill -9: interrupted().
@@ -181,7 +204,15 @@ class FileStore:
         else:
             sidecar = {"pid": os.getpid(), "target": str(path), "note": dict(note)}
             _sidecar(link).write_text(json.dumps(sidecar))
-        os.replace(source, path)
+        try:
+            os.replace(source, path)
+        except FileNotFoundError:
+            if not source.exists():
+                raise
+            # The directory went away since it was remembered.
+            self._directories.discard(path.parent)
+            path = self._placement_file(key)
+            os.replace(source, path)
         self._remember(key, path, md5)
         return path, previous
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -250,3 +251,39 @@ def test_relative_root_is_made_absolute(tmp_path: Path, pool: CountingPool) -> N
         os.chdir(cwd)
     obj = run(store.put("", "/a", b"x", _md5(b"x")))
     assert obj.location_url == f"file://{tmp_path}/objects/a"
+
+
+def _staged(store: FileStore, data: bytes, n: int) -> Path:
+    store.staging_dir.mkdir(parents=True, exist_ok=True)
+    source = store.staging_dir / f"tile-{n}.part"
+    source.write_bytes(data)
+    return source
+
+
+def test_place_through_a_symlink_out_of_the_root_is_refused(
+    store: FileStore, tmp_path: Path
+) -> None:
+    """A rename into place cannot go through a symlinked directory either,
+    and creates nothing outside the root."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "FAFB").symlink_to(outside)
+    source = _staged(store, b"x", 1)
+    with pytest.raises(StoreError):
+        run(store.place(source, _md5(b"x"), "FAFB", "/acquisitions/1/a.tif"))
+    assert list(outside.iterdir()) == []
+    assert source.exists()
+
+
+def test_place_after_the_directory_was_removed(store: FileStore) -> None:
+    """A tile's directory is remembered; removed meanwhile (an operator
+    clearing an acquisition), it is made again for the next tile."""
+    path = "/acquisitions/123456789012/col0001_row0002_cam0.tif"
+    first = run(store.place(_staged(store, b"one", 1), _md5(b"one"), "FAFB", path))
+    directory = store_path_from_url(first.location_url).parent
+    shutil.rmtree(directory)
+    again = "/acquisitions/123456789012/col0001_row0003_cam0.tif"
+    second = run(store.place(_staged(store, b"two", 2), _md5(b"two"), "FAFB", again))
+    assert store_path_from_url(second.location_url).read_bytes() == b"two"
+    run(store.verify(second, 3, _md5(b"two")))

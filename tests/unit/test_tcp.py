@@ -334,3 +334,22 @@ def test_idle_timer_waits_while_a_tile_is_being_handled() -> None:
     assert not transport.disconnecting
     clock.advance(1)
     assert transport.disconnecting
+
+
+def test_a_client_waiting_for_its_answer_is_not_paused() -> None:
+    """One whole frame and nothing after it (a rig waits for each answer):
+    the transport keeps reading, with no pause and resume per tile; bytes
+    arriving while it is pending pause it until the answer."""
+    handler = GatedHandler(1, 2)
+    proto, transport = connect(handler)
+    proto.dataReceived(request_frame(1))
+    assert handler.started == [1]
+    assert transport.producerState == "producing"
+    proto.dataReceived(request_frame(2)[:3])
+    assert transport.producerState == "paused"
+    handler.open(1)
+    assert transport.producerState == "producing"
+    proto.dataReceived(request_frame(2)[3:])
+    assert handler.started == [1, 2] and transport.producerState == "producing"
+    handler.open(2)
+    assert [r.acq_id for r in responses(transport)] == [1, 2]
