@@ -257,6 +257,10 @@ class ReusePortListener(Service):
         return result
 
 
+def _nothing() -> None:
+    pass
+
+
 class ConnectionLimit:
     """Admission of new connections up to ``max_connections`` (0: no limit).
 
@@ -272,6 +276,8 @@ class ConnectionLimit:
         self.max_connections = max_connections
         #: Connections open now.
         self.open_connections = 0
+        #: Called after every change of :attr:`open_connections`.
+        self.on_change: Callable[[], None] = _nothing
         #: Connections closed at once because ``max_connections`` were open.
         self.refused = 0
         self._refusing = False
@@ -305,6 +311,12 @@ class ConnectionLimit:
             )
         return True
 
+    def opened(self) -> None:
+        """One connection admitted is served from now on."""
+        self.open_connections += 1
+        self.on_change()
+
     def closed(self) -> None:
         """One connection admitted before has closed."""
         self.open_connections -= 1
+        self.on_change()

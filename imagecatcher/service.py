@@ -30,6 +30,7 @@ from imagecatcher.config import Config
 from imagecatcher.db.live import LiveQueries
 from imagecatcher.db.pool import open_database
 from imagecatcher.db.repository import Repository
+from imagecatcher.dispatch import Dispatcher, DispatchListener, DispatchReceiver
 from imagecatcher.fsio import BackgroundThreadPool
 from imagecatcher.listen import ConnectionLimit, ReusePortListener, parse_tcp_endpoint
 from imagecatcher.metrics import Metrics
@@ -152,18 +153,53 @@ def _listener(reactor: Any, endpoint: str, factory: Any, config: Config) -> ISer
     )
 
 
+#: Listener codes on the connection channel (see imagecatcher.dispatch).
+HTTP_CODE, TCP_CODE = b"h", b"t"
+
+
+def _serve(
+    reactor: Any,
+    endpoint: str,
+    factory: Any,
+    limit: ConnectionLimit,
+    code: bytes,
+    config: Config,
+    dispatch: Dispatcher | DispatchReceiver | None,
+) -> IService | None:
+    """The service listening for ``factory``; None for a worker whose
+    connections come from worker 0."""
+    if isinstance(dispatch, DispatchReceiver):
+        dispatch.serve(code, factory, limit)
+        return None
+    address = parse_tcp_endpoint(endpoint)
+    if isinstance(dispatch, Dispatcher) and address is not None:
+        dispatch.serve(code, factory, limit)
+        return DispatchListener(
+            reactor,
+            address,
+            dispatch,
+            code,
+            rcvbuf=config.so_receive_bufsize,
+            reuseport=config.so_reuseport,
+        )
+    return _listener(reactor, endpoint, factory, config)
+
+
 def build_service(
     config: Config,
     reactor: Any,
     workers: IService | None = None,
     metrics: Metrics | None = None,
+    dispatch: Dispatcher | DispatchReceiver | None = None,
 ) -> IService:
     """Build the service tree: pools, store, pipeline, HTTP site, TCP server.
 
     ``workers`` (the supervisor of the other worker processes) is added last,
     so it stops first: every child has drained and exited before this
     process's own listeners close.  ``metrics`` defaults to this process's
-    own (one worker process).
+    own (one worker process).  ``dispatch`` is worker 0's Dispatcher (it
+    accepts the HTTP and TCP connections and spreads them over the workers)
+    or a child's DispatchReceiver (it gets its connections from worker 0).
     """
     root = _Sequential()
     for key in config.unknown_keys:
@@ -332,7 +368,11 @@ def build_service(
         site.protocol = (
             NoKeepAliveChannel if config.disable_so_keep_alive else CatcherChannel
         )
-        _listener(reactor, config.http_endpoint, site, config).setServiceParent(root)
+        listening = _serve(
+            reactor, config.http_endpoint, site, site.limit, HTTP_CODE, config, dispatch
+        )
+        if listening is not None:
+            listening.setServiceParent(root)
     if config.tcp_endpoint:
         factory = TileFactory(
             PipelineHandler(pipeline, metrics),
@@ -346,13 +386,25 @@ def build_service(
                 "TCP connections only from {networks}",
                 networks=", ".join(str(n) for n in config.tcp_allowed_clients),
             )
-        _listener(reactor, config.tcp_endpoint, factory, config).setServiceParent(root)
+        listening = _serve(
+            reactor,
+            config.tcp_endpoint,
+            factory,
+            factory.limit,
+            TCP_CODE,
+            config,
+            dispatch,
+        )
+        if listening is not None:
+            listening.setServiceParent(root)
         sampler.tcp = factory.limit
     if config.metrics_endpoint:
         scrape = Site(MetricsExport(metrics).resource(), reactor=reactor)
         _listener(reactor, config.metrics_endpoint, scrape, config).setServiceParent(
             root
         )
+    if isinstance(dispatch, DispatchReceiver):
+        dispatch.setServiceParent(root)
     if workers is not None:
         workers.setServiceParent(root)
     return root

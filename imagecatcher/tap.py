@@ -13,6 +13,7 @@ from twisted.python import usage
 
 from imagecatcher.config import Config, ConfigError
 from imagecatcher.db.pool import DatabaseUnavailable, check_database
+from imagecatcher.dispatch import Dispatcher, DispatchReceiver
 from imagecatcher.metrics import (
     Metrics,
     multiprocess_directory,
@@ -54,6 +55,13 @@ class Options(usage.Options):
         " string (tcp:5001:interface=127.0.0.1) or the old :5001 / host:5001 form;"
         " leave one out to run without that server."
     )
+    optFlags = [
+        [
+            "dispatched",
+            None,
+            "Internal: this worker's connections come from worker 0.",
+        ],
+    ]
     optParameters = [
         ["httpserver", None, None, "HTTP endpoint, e.g. tcp:5001 or :5001."],
         ["tcpserver", None, None, "Raw TCP tile endpoint, e.g. tcp:5002 or :5002."],
@@ -130,7 +138,11 @@ def makeService(options: Options) -> IService:
         single_process()
     metrics = Metrics(metrics_dir)
     supervisor = None
+    dispatch: Dispatcher | DispatchReceiver | None = None
+    if plan.index > 0 and options["dispatched"]:
+        dispatch = DispatchReceiver(reactor)
     if plan.count > 1:
+        dispatch = Dispatcher(reactor)
         log.info("running {n} worker processes", n=plan.count)
         argv = functools.partial(
             _child_argv,
@@ -145,8 +157,11 @@ def makeService(options: Options) -> IService:
             publish=globalLogPublisher,
             stop_timeout=STOP_DEADLINE + CHILD_STOP_MARGIN,
             on_exit=lambda pid: deferToThread(metrics.process_exited, pid),
+            dispatcher=dispatch,
         )
-    return build_service(config, reactor, workers=supervisor, metrics=metrics)
+    return build_service(
+        config, reactor, workers=supervisor, metrics=metrics, dispatch=dispatch
+    )
 
 
 def _child_argv(
@@ -155,5 +170,10 @@ def _child_argv(
     # The pid is read when the child starts: twistd may daemonize (fork)
     # after makeService.
     return worker_argv(
-        index, configs=configs, http=http, tcp=tcp, supervisor_pid=os.getpid()
+        index,
+        configs=configs,
+        http=http,
+        tcp=tcp,
+        supervisor_pid=os.getpid(),
+        dispatched=True,
     )

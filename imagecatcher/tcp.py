@@ -547,7 +547,7 @@ class TileFactory(Factory):
         )
         proto.max_frame = self.max_frame
         proto.factory = self
-        self.limit.open_connections += 1
+        self.limit.opened()
         return proto
 
 

@@ -40,6 +40,7 @@ from twisted.logger import ILogObserver, LogEvent, Logger, LogLevel, eventFromJS
 from twisted.python.failure import Failure
 
 from imagecatcher.config import Config, ConfigError
+from imagecatcher.dispatch import CHILD_FD, Dispatcher, channel_pair
 from imagecatcher.listen import EndpointError, parse_tcp_endpoint
 
 log = Logger()
@@ -138,10 +139,13 @@ def worker_argv(
     tcp: str | None,
     supervisor_pid: int,
     python: str = sys.executable,
+    dispatched: bool = False,
 ) -> list[str]:
     """The command line of child ``index``: the same plugin, in the foreground.
 
     Its log goes to standard output as JSON, for the supervisor to relay.
+    ``dispatched``: its HTTP and TCP connections come from worker 0 on
+    descriptor :data:`~imagecatcher.dispatch.CHILD_FD`.
     """
     argv = [
         python,
@@ -166,6 +170,8 @@ def worker_argv(
         "--supervisor-pid",
         str(supervisor_pid),
     ]
+    if dispatched:
+        argv.append("--dispatched")
     return argv
 
 
@@ -356,8 +362,11 @@ class Supervisor(Service):
         max_backoff: float = 60.0,
         stable_after: float = 30.0,
         on_exit: Callable[[int], object] = lambda pid: None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self._reactor = reactor
+        #: Hands the children their connections (None: they listen themselves).
+        self._dispatcher = dispatcher
         #: Called with the pid of every child that exited (its metrics go).
         self._on_exit = on_exit
         self._count = count
@@ -392,6 +401,11 @@ class Supervisor(Service):
             return
         worker = _Worker(index, self._publish, self._reactor, self._child_ended)
         argv = self._argv(index)
+        child_fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
+        channel = None
+        if self._dispatcher is not None:
+            channel, child_end = channel_pair()
+            child_fds[CHILD_FD] = child_end.fileno()
         try:
             self._reactor.spawnProcess(
                 worker,
@@ -399,18 +413,27 @@ class Supervisor(Service):
                 argv,
                 env=dict(self._environ()),
                 path=self._cwd(),
-                childFDs={0: "w", 1: "r", 2: "r"},
+                childFDs=child_fds,
             )
         except Exception:
             log.failure("could not start worker {index}", index=index)
+            if channel is not None:
+                channel.close()
             self._schedule_restart(index)
             return
+        finally:
+            if channel is not None:
+                child_end.close()
+        if self._dispatcher is not None and channel is not None:
+            self._dispatcher.add_child(index, channel)
         self.workers[index] = worker
         log.info("started worker {index} (pid {pid})", index=index, pid=worker.pid)
 
     def _child_ended(self, worker: _Worker, reason: Failure) -> None:
         if self.workers.get(worker.index) is worker:
             del self.workers[worker.index]
+            if self._dispatcher is not None:
+                self._dispatcher.remove_child(worker.index)
         if worker.pid is not None:
             self._on_exit(worker.pid)
         code = getattr(reason.value, "exitCode", None)
@@ -440,6 +463,8 @@ class Supervisor(Service):
         """SIGTERM every child and wait for all to exit (SIGKILL after a deadline)."""
         super().stopService()
         self._stopping = True
+        if self._dispatcher is not None:
+            self._dispatcher.close()  # new connections stay in worker 0
         for call in self._restarts.values():
             if call.active():
                 call.cancel()

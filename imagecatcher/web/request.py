@@ -436,7 +436,7 @@ class CatcherSite(Site):
         channel = super().buildProtocol(addr)
         if isinstance(channel, CatcherChannel):
             channel.on_close = self.limit.closed
-            self.limit.open_connections += 1
+            self.limit.opened()
         return channel
 
 

@@ -34,7 +34,7 @@ from tests.integration.daemon import (
 )
 from tests.integration.httpclient import post_form, request, send_tile
 from tests.integration.test_durability import _roi_cells
-from tests.integration.workerprocs import children, owners, wait_for
+from tests.integration.workerprocs import children, dispatching, owners, wait_for
 
 UID = 161105213017
 COLLECTION = "FAFB00_serial_sections"
@@ -328,11 +328,9 @@ def _two_workers(
         found: list[int] = []
 
         def ready() -> bool:
-            kids = children(proc.pid)
-            pids = {proc.pid, *kids}
-            held = owners(tcp_port, pids, listening=True)
+            kids = dispatching(proc.pid, (tcp_port,), tmp_path / "daemon.log")
             found[:] = sorted(kids)
-            return len(kids) == 1 and all(held[p] == 1 for p in pids)
+            return len(kids) == 1
 
         wait_for("worker 1 to listen", ready, log=tmp_path / "daemon.log")
         yield proc.pid, found[0]

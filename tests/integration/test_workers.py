@@ -30,7 +30,13 @@ from tests.integration.httpclient import (
     start_fixture_acquisition,
 )
 from tests.integration.test_durability import _roi_cells, _stored_state
-from tests.integration.workerprocs import alive, children, owners, wait_for
+from tests.integration.workerprocs import (
+    alive,
+    children,
+    dispatching,
+    owners,
+    wait_for,
+)
 
 
 def _init(tmp_path: Path, config: Config, **extra: object) -> Path:
@@ -44,15 +50,12 @@ def _workers_argv(cfg: Path, http_port: int, tcp_port: int, n: int = 2) -> list[
     return [*twistd_argv(cfg, http_port, tcp_port), "--workers", str(n)]
 
 
-def _both_listening(parent: int, http_port: int, tcp_port: int) -> set[int]:
-    """The child pids once parent and every child listen on both ports."""
-    kids = children(parent)
-    pids = {parent, *kids}
-    for port in (http_port, tcp_port):
-        held = owners(port, pids, listening=True)
-        if not kids or any(held[pid] != 1 for pid in pids):
-            return set()
-    return kids
+def _both_listening(
+    tmp_path: Path, parent: int, http_port: int, tcp_port: int, starts: int = 1
+) -> set[int]:
+    """The child pids once worker 0 listens on both ports and its child takes
+    connections from it (``starts`` times since the daemon started)."""
+    return dispatching(parent, (http_port, tcp_port), tmp_path / "daemon.log", starts)
 
 
 @contextmanager
@@ -65,7 +68,7 @@ def _two_workers(
         found: list[set[int]] = []
 
         def ready() -> bool:
-            found[:] = [_both_listening(proc.pid, http_port, tcp_port)]
+            found[:] = [_both_listening(tmp_path, proc.pid, http_port, tcp_port)]
             return bool(found[0])
 
         wait_for("worker 1 to listen", ready, log=tmp_path / "daemon.log")
@@ -103,7 +106,7 @@ def _ping_on(sock: socket.socket) -> int:
 
 
 def test_two_workers_share_both_ports(tmp_path: Path, mariadb_config: Config) -> None:
-    """With --workers 2 both processes accept and answer on the HTTP and TCP ports."""
+    """With --workers 2 both processes answer on the HTTP and TCP ports."""
     cfg = _init(tmp_path, mariadb_config)
     http_port, tcp_port = ports()
     with _two_workers(tmp_path, cfg, http_port, tcp_port) as (proc, child):
@@ -128,11 +131,47 @@ def test_two_workers_share_both_ports(tmp_path: Path, mariadb_config: Config) ->
         assert per_worker[proc.pid] > 0 and per_worker[child] > 0, per_worker
     log = (tmp_path / "daemon.log").read_text()
     assert "running 2 worker processes" in log
+    assert "connections spread over the workers" in log
     # Both workers' access-log lines, each tagged with its worker.
     for tag in ("[w0 ", "[w1 "):
         assert any(
             tag in line and "/service/v1/ping" in line for line in log.splitlines()
         ), tag
+
+
+def _served(port: int, pids: set[int], n: int) -> Counter[int]:
+    """Connections on ``port`` per worker, once ``n`` are served."""
+    counts: list[Counter[int]] = []
+
+    def settled() -> bool:
+        counts[:] = [owners(port, pids, listening=False)]
+        return sum(counts[0].values()) == n
+
+    wait_for(f"{n} connections to be served", settled, timeout=20)
+    return counts[0]
+
+
+def test_connections_are_spread_evenly(tmp_path: Path, mariadb_config: Config) -> None:
+    """A rig's four camera connections, opened together, are served two by
+    each worker, whatever the kernel's hash would have chosen; closed
+    connections free their workers' shares for the next ones."""
+    cfg = _init(tmp_path, mariadb_config)
+    http_port, tcp_port = ports()
+    with _two_workers(tmp_path, cfg, http_port, tcp_port) as (proc, child):
+        pids = {proc.pid, child}
+        for port in (tcp_port, http_port):
+            held = _connections(port, 4)
+            try:
+                assert _served(port, pids, 4) == {proc.pid: 2, child: 2}
+                for s in held[:3]:
+                    s.close()
+                _served(port, pids, 1)
+                held[:3] = _connections(port, 3)
+                assert _served(port, pids, 4) == {proc.pid: 2, child: 2}
+            finally:
+                for s in held:
+                    s.close()
+        assert http_get(http_port, "/service/v1/ping")[0] == 200
 
 
 def test_sigterm_drains_every_worker(tmp_path: Path, mariadb_config: Config) -> None:
@@ -257,7 +296,7 @@ def test_killed_worker_restarts_and_loses_nothing(
         found: list[set[int]] = []
 
         def restarted() -> bool:
-            found[:] = [_both_listening(proc.pid, http_port, tcp_port)]
+            found[:] = [_both_listening(tmp_path, proc.pid, http_port, tcp_port)]
             return bool(found[0]) and child not in found[0]
 
         wait_for("worker 1 to come back", restarted, log=tmp_path / "daemon.log")

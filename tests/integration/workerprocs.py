@@ -94,3 +94,25 @@ def wait_for(
             text = log.read_text() if log is not None else ""
             raise AssertionError(f"timed out waiting for {what}\n{text[-6000:]}")
         time.sleep(0.1)
+
+
+#: What a child logs once it takes connections from worker 0.
+TAKING = "taking connections from worker 0"
+
+
+def dispatching(
+    parent: int, ports: Iterable[int], log: Path, starts: int = 1
+) -> set[int]:
+    """The child pids once worker 0 listens on every port and its children
+    have logged taking connections ``starts`` times in all; else empty."""
+    kids = children(parent)
+    if not kids:
+        return set()
+    for port in ports:
+        if owners(port, {parent}, listening=True)[parent] != 1:
+            return set()
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return set()
+    return kids if text.count(TAKING) >= starts else set()
