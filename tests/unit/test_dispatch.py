@@ -34,7 +34,7 @@ def _conn() -> socket.socket:
 
 
 def _passed(child_end: socket.socket) -> list[bytes]:
-    codes = []
+    codes: list[bytes] = []
     child_end.setblocking(False)
     while True:
         try:
