@@ -12,13 +12,20 @@ its window (additive-increase, multiplicative-decrease on a rate):
 - the window's 90th percentile over the target: the rate halves (from what
   was uploaded in the window when there was no limit yet), never below
   :data:`FLOOR` bytes per second so that the spool always moves;
-- within the target: the rate grows by a fifth, back towards no limit.
+- within the target: the rate grows by a fifth if the uploads used what it
+  allowed (not while the store is down or the spool is empty, so that a
+  store coming back is not flooded).
+
+- the spool close to its limits (half of ``SPOOL_MAX_BYTES``, or less than
+  twice ``SPOOL_MIN_FREE_BYTES`` left): no limit either, since slower
+  acknowledgements are better than refused tiles.
 
 With a target of 0 the pace is off and only the ceiling applies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.task import LoopingCall
@@ -31,17 +38,25 @@ FLOOR = 1024.0 * 1024.0
 QUANTILE = 0.9
 DECREASE = 0.5
 INCREASE = 1.2
-#: A limit this many times what the last window uploaded is no limit at all.
-UNBOUNDED = 4.0
+#: The share of the limit the uploads must have used for it to grow.
+USED = 0.8
 
 
 class UploadPace:
     """The upload rate that leaves capture within ``target`` seconds."""
 
-    def __init__(self, clock: Any, target: float, ceiling: float = 0.0) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        target: float,
+        ceiling: float = 0.0,
+        pressed: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._clock = clock
         self.target = target
         self.ceiling = ceiling
+        #: Whether the spool is close to its limits: then it drains first.
+        self._pressed = pressed
         #: The pace's own limit in bytes per second; None: none.
         self.limit: float | None = None
         self._latencies: list[float] = []
@@ -70,7 +85,7 @@ class UploadPace:
         """Close the window: set the limit from what it saw."""
         latencies, self._latencies = self._latencies, []
         uploaded, self._uploaded = self._uploaded, 0
-        if self.target <= 0 or not latencies:
+        if self.target <= 0 or not latencies or self._pressed():
             self.limit = None
             return
         latencies.sort()
@@ -78,9 +93,8 @@ class UploadPace:
         if slow > self.target:
             base = self.limit if self.limit is not None else uploaded / WINDOW
             self.limit = max(base * DECREASE, FLOOR)
-        elif self.limit is not None:
-            grown = self.limit * INCREASE
-            self.limit = None if grown > UNBOUNDED * max(uploaded, FLOOR) else grown
+        elif self.limit is not None and uploaded / WINDOW >= USED * self.limit:
+            self.limit *= INCREASE
 
     def start(self) -> None:
         """Adjust once per window from now on."""

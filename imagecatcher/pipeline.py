@@ -208,7 +208,7 @@ class Pipeline:
             self._upload_entry,
             workers=max(content_stage.workers, 1),
             notify=notify,
-            pace=UploadPace(clock, capture_target, upload_rate),
+            pace=UploadPace(clock, capture_target, upload_rate, self._spool_pressed),
         )
         self.watch = SpoolWatch(
             clock, threadpool, spool.directory, [spool.directory, staging]
@@ -235,6 +235,15 @@ class Pipeline:
         if self.storage_problem():
             content = QueueColour.RED
         return QueueStatus(tile=self.tile_stage.colour, content=content)
+
+    def _spool_pressed(self) -> bool:
+        """Whether the spool nears its limits (uploads then drain it first)."""
+        stats = self.watch.stats
+        if self._spool_max_bytes > 0 and stats.bytes * 2 >= self._spool_max_bytes:
+            return True
+        return self._min_free_bytes > 0 and any(
+            free < 2 * self._min_free_bytes for _directory, free in stats.free
+        )
 
     def storage_problem(self) -> str:
         """Why tiles are refused for want of room now, or ``""``: a tile the

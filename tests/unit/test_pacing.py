@@ -59,9 +59,10 @@ def test_a_few_slow_tiles_are_tolerated() -> None:
     assert pace.limit is None
 
 
-def test_fast_captures_grow_the_rate_back_to_no_limit() -> None:
-    """Within the target the rate grows by a fifth a window, and goes back
-    to no limit once the uploads no longer use what it allows."""
+def test_fast_captures_grow_a_used_rate() -> None:
+    """Within the target the rate grows by a fifth a window while the
+    uploads use it; unused (store down, spool empty) it stays; a window
+    without captures lifts it."""
     clock = Clock()
     pace = UploadPace(clock, target=0.1)
     pace.start()
@@ -69,7 +70,9 @@ def test_fast_captures_grow_the_rate_back_to_no_limit() -> None:
     assert pace.rate == 20 * MB
     _window(pace, clock, [0.05] * 4, 20 * MB)
     assert pace.rate == 24 * MB
-    _window(pace, clock, [0.05] * 4, 1 * MB)  # the spool ran dry
+    _window(pace, clock, [0.05] * 4, 0)  # the store is down
+    assert pace.rate == 24 * MB
+    _window(pace, clock, [], 0)  # the rig paused
     assert pace.limit is None
 
 
@@ -153,3 +156,16 @@ def test_uploads_keep_to_the_pace_and_spread_out() -> None:
     for _ in range(4):
         clock.advance(WINDOW)  # the rig stopped: no limit
     assert len(started) == 6
+
+
+def test_a_pressed_spool_drains_first() -> None:
+    """Near the spool's limits the uploads are not held back by capture."""
+    clock = Clock()
+    pressed = [False]
+    pace = UploadPace(clock, target=0.1, pressed=lambda: pressed[0])
+    pace.start()
+    _window(pace, clock, [0.5] * 10, 40 * MB)
+    assert pace.rate == 20 * MB
+    pressed[0] = True
+    _window(pace, clock, [0.5] * 10, 20 * MB)
+    assert pace.limit is None and pace.rate == 0.0

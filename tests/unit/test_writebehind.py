@@ -202,3 +202,16 @@ def test_spooled_tile_is_fsynced_before_its_acknowledgement(
     )
     assert failure.check(OSError)
     assert len(list(rig.spool_dir.glob("*.tile"))) == 1
+
+
+def test_spool_pressure_near_its_limits(make_rig: Callable[..., Rig]) -> None:
+    """Half of SPOOL_MAX_BYTES, or less than twice SPOOL_MIN_FREE_BYTES
+    free, is pressure: uploads then go before capture's pace."""
+    rig = make_rig(ack_when="spooled", spool_max_bytes=1000, min_free_bytes=100)
+    directory = str(rig.spool_dir)
+    rig.pipeline.watch.stats = SpoolStats(bytes=499, free=((directory, 201),))
+    assert not rig.pipeline._spool_pressed()
+    rig.pipeline.watch.stats = SpoolStats(bytes=500, free=((directory, 201),))
+    assert rig.pipeline._spool_pressed()
+    rig.pipeline.watch.stats = SpoolStats(bytes=0, free=((directory, 199),))
+    assert rig.pipeline._spool_pressed()
