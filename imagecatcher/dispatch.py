@@ -82,6 +82,18 @@ class _Reader:
         return self._name
 
 
+def _stop_reading(
+    reactor: Any, reader: _Reader | None, sock: socket.socket | None
+) -> bool:
+    """Stop watching ``reader`` and close ``sock``; whether it was open."""
+    if reader is not None:
+        reactor.removeReader(reader)
+    if sock is None:
+        return False
+    sock.close()
+    return True
+
+
 class _Child:
     """Worker 0's end of the channel to one child, and what it holds, per
     listener code."""
@@ -284,13 +296,9 @@ class DispatchListener(Service):
     def stopService(self) -> None:
         """Stop accepting and close the socket."""
         super().stopService()
-        if self._reader is not None:
-            self._reactor.removeReader(self._reader)
-            self._reader = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if _stop_reading(self._reactor, self._reader, self._sock):
             self._dispatcher.stop_factory(self._code)
+        self._reader, self._sock = None, None
 
 
 class DispatchReceiver(Service):
@@ -326,14 +334,10 @@ class DispatchReceiver(Service):
     def stopService(self) -> None:
         """Take no more connections (those open stay until they close)."""
         super().stopService()
-        if self._reader is not None:
-            self._reactor.removeReader(self._reader)
-            self._reader = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if _stop_reading(self._reactor, self._reader, self._sock):
             for factory, _limit in self._factories.values():
                 factory.doStop()
+        self._reader, self._sock = None, None
 
     def report(self) -> None:
         """Tell worker 0 what this worker holds now."""
