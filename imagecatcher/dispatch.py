@@ -98,9 +98,10 @@ class _Child:
     """Worker 0's end of the channel to one child, and what it holds, per
     listener code."""
 
-    def __init__(self, index: int, sock: socket.socket) -> None:
+    def __init__(self, index: int, sock: socket.socket, reader: _Reader) -> None:
         self.index = index
         self.sock = sock
+        self.reader = reader
         self.sent: dict[bytes, int] = {}
         self.received: dict[bytes, int] = {}
         self.open: dict[bytes, int] = {}
@@ -118,7 +119,6 @@ class Dispatcher:
     def __init__(self, reactor: Any) -> None:
         self._reactor = reactor
         self._children: dict[int, _Child] = {}
-        self._readers: dict[int, _Reader] = {}
         #: Listener code -> (factory, its ConnectionLimit) in this process.
         self._local: dict[bytes, tuple[Any, ConnectionLimit | None]] = {}
         self._turn = 0
@@ -141,20 +141,17 @@ class Dispatcher:
     def add_child(self, index: int, sock: socket.socket) -> None:
         """Child ``index`` takes connections from now on through ``sock``."""
         self.remove_child(index)
-        child = self._children[index] = _Child(index, sock)
-        reader = self._readers[index] = _Reader(
+        reader = _Reader(
             sock, lambda: self._read_reports(child), f"worker-{index}-channel"
         )
+        child = self._children[index] = _Child(index, sock, reader)
         self._reactor.addReader(reader)
 
     def remove_child(self, index: int) -> None:
         """Child ``index`` takes no more (it exited or is stopping)."""
         child = self._children.pop(index, None)
-        reader = self._readers.pop(index, None)
-        if reader is not None:
-            self._reactor.removeReader(reader)
         if child is not None:
-            child.sock.close()
+            _stop_reading(self._reactor, child.reader, child.sock)
 
     def close(self) -> None:
         """Forget every child."""

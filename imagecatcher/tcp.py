@@ -215,11 +215,10 @@ class TileProtocol(Protocol, TimeoutMixin):
         return len(self._prefix)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._busy:
-            self.pause("busy")  # these bytes are taken, no more until done
         self._receive(data)
+        # Bytes of a next frame while one is pending: take no more until done.
         if self._busy and (self._queue or self._frame is not None or self._prefix):
-            self.pause("busy")  # a next frame began while one is pending
+            self.pause("busy")
 
     def _receive(self, data: bytes) -> None:
         self.resetTimeout()

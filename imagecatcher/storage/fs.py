@@ -140,10 +140,14 @@ class FileStore:
     def _file(self, key: str) -> Path:
         """The absolute file of ``key``; StoreError if it resolves outside."""
         path = self._root.joinpath(*check_key(key).split("/"))
+        self._check_inside(key, path)
+        return path
+
+    def _check_inside(self, key: str, path: Path) -> None:
+        """StoreError unless ``path`` (links resolved) lies inside the root."""
         real_root = os.path.realpath(self._root)
         if not os.path.realpath(path).startswith(real_root + os.sep):
             raise StoreError(f"object key {key!r} resolves outside {self._root}")
-        return path
 
     def _write(self, key: str, data: bytes, md5: bytes) -> Path:
         actual = hashlib.md5(data).digest()
@@ -179,9 +183,7 @@ class FileStore:
         path = self._root.joinpath(*check_key(key).split("/"))
         directory = path.parent
         if directory not in self._directories:
-            real_root = os.path.realpath(self._root)
-            if not os.path.realpath(directory).startswith(real_root + os.sep):
-                raise StoreError(f"object key {key!r} resolves outside {self._root}")
+            self._check_inside(key, directory)
             directory.mkdir(parents=True, exist_ok=True)
             if len(self._directories) >= MAX_DIRECTORIES:
                 self._directories.clear()
