@@ -8,8 +8,11 @@ root's main thread is also read alone (for the daemon that is the main
 process's reactor; the rest is its thread pools and any worker processes).
 :meth:`CpuMeter.stop` turns the deltas into percentages of one core (a
 multi-threaded process can exceed 100), the host's busy and iowait shares
-(100 = every core), and ``other_cpu_pct``: what the rest of the host used,
-in percent of one core, so that interference from unrelated work shows.
+(100 = every core), ``steal_cpu_pct``: the time the hypervisor gave this
+virtual machine's cores to others, and ``other_cpu_pct``: what the rest of
+the host used, both in percent of one core, so that interference from
+unrelated work shows.  On a shared virtual machine steal is what makes runs
+differ: a run with more than a few percent of it was not on a quiet machine.
 A descendant that exits during the phase takes its ticks with it.
 """
 
@@ -24,13 +27,13 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _CORES = os.cpu_count() or 1
 
 
-def _host() -> tuple[int, int, int]:
-    """(busy, iowait, total) jiffies of all cores."""
+def _host() -> tuple[int, int, int, int]:
+    """(busy, iowait, steal, total) jiffies of all cores; busy excludes steal."""
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:9]]
-    idle, iowait = values[3], values[4]
+    idle, iowait, steal = values[3], values[4], values[7]
     total = sum(values)
-    return total - idle - iowait, iowait, total
+    return total - idle - iowait - steal, iowait, steal, total
 
 
 def _ticks(stat_path: str) -> int:
@@ -75,7 +78,8 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         """``<name>_cpu_pct`` per process (and ``<name>_main_cpu_pct`` for those
-        split), ``host_busy_pct``, ``host_iowait_pct`` and ``other_cpu_pct``."""
+        split), ``host_busy_pct``, ``host_iowait_pct``, ``steal_cpu_pct`` and
+        ``other_cpu_pct``."""
         wall = max(os.times().elapsed - self._wall0, 1e-9)
         ticks = _snapshot(self._processes, self._split, self._trees)
         shares = {
@@ -85,9 +89,12 @@ class CpuMeter:
             / wall
             for name in ticks
         }
-        busy, iowait, total = (b - a for a, b in zip(self._host0, _host(), strict=True))
+        busy, iowait, steal, total = (
+            b - a for a, b in zip(self._host0, _host(), strict=True)
+        )
         shares["host_busy_pct"] = 100.0 * busy / max(total, 1)
         shares["host_iowait_pct"] = 100.0 * iowait / max(total, 1)
+        shares["steal_cpu_pct"] = 100.0 * _CORES * steal / max(total, 1)
         ours = sum(shares[f"{name}_cpu_pct"] for name in self._processes)
         shares["other_cpu_pct"] = max(0.0, shares["host_busy_pct"] * _CORES - ours)
         return shares

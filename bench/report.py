@@ -92,7 +92,8 @@ def _ceilings(results: dict[str, Any], ceilings: Ceilings) -> list[str]:
         f"  hash ceiling (MD5 + SHA-1 once per tile, one core), tiles/s (CPU per"
         f" tile): {per_size}",
         f"  meanwhile other processes used"
-        f" {results['ceilings_cpu']['other_cpu_pct']:.0f}% of a core",
+        f" {results['ceilings_cpu']['other_cpu_pct']:.0f}% of a core, steal"
+        f" {results['ceilings_cpu'].get('steal_cpu_pct', 0.0):.0f}%",
         "",
     ]
 

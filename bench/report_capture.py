@@ -28,8 +28,10 @@ second; spooled = acknowledged tiles still in the spool then; drain s = wait
 until all were stored; cpu ms/tile = CPU time of the daemon's process tree per
 acknowledged tile.  CPU in % of one core: reactor% = the daemon's main thread,
 pool% = the rest of its process tree (threads, worker processes), db% =
-mariadbd, bench% = load generator, other% = rest of the host; iowait% = host,
-all cores; procs = processes in the daemon's tree.
+mariadbd, bench% = load generator, other% = rest of the host, steal% = time
+the hypervisor gave this machine's cores to other machines (more than a few
+percent: not a quiet machine, figures not comparable); iowait% = host, all
+cores; procs = processes in the daemon's tree.
 """
 
 _CEILING_HEADERS = ("MB/s", "÷loop", "÷md5", "stored÷store", "RSS MiB")
@@ -45,6 +47,7 @@ _TIME_HEADERS = (
     "db%",
     "bench%",
     "other%",
+    "steal%",
     "iowait%",
     "procs",
 )
@@ -83,6 +86,7 @@ def _time_row(run: dict[str, Any]) -> list[str]:
         f"{run['mariadbd_cpu_pct']:.0f}",
         f"{run['bench_cpu_pct']:.0f}",
         f"{run['other_cpu_pct']:.0f}",
+        f"{run.get('steal_cpu_pct', 0.0):.0f}",
         f"{run['host_iowait_pct']:.0f}",
         str(run["daemon_processes"]),
     ]

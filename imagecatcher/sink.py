@@ -40,11 +40,15 @@ from imagecatcher.fsio import process_alive
 
 log = Logger()
 
-#: Bytes gathered before a batch goes to the threads: small enough that
-#: hashing overlaps receiving, big enough that thread hand-offs stay rare.
-BATCH_BYTES = 256 * 1024
+#: Bytes gathered before a batch goes to the threads: big enough that thread
+#: hand-offs (and the GIL's hand-overs around each hash and write) stay rare.
+BATCH_BYTES = 1024 * 1024
+#: Bytes gathered while the threads are idle (a tile's first batch): fewer,
+#: so that hashing starts early.  While they are busy (one core's MD5 is
+#: slower than a socket) a bigger batch costs no latency.
+IDLE_BATCH_BYTES = 256 * 1024
 #: Bytes waiting for the threads before the producer is paused.
-MAX_PENDING = 16 * BATCH_BYTES
+MAX_PENDING = 4 * BATCH_BYTES
 #: Written bytes after which the writing thread starts their write-back
 #: (fdatasync), so that the fsync after the last byte has little left to do.
 SYNC_EVERY = 4 * 1024 * 1024
@@ -293,7 +297,7 @@ class TileSink:
             self._take_small()
             self._batch.append(data)
         self._batch_bytes += len(data)
-        if self._batch_bytes >= BATCH_BYTES:
+        if self._batch_bytes >= (BATCH_BYTES if self._pending else IDLE_BATCH_BYTES):
             self._flush()
 
     def _take_small(self) -> None:

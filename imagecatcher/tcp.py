@@ -73,7 +73,7 @@ def _failure_response(acq_id: int) -> TileResponse:
 
 
 #: Bytes asked of the socket per read.
-READ_SIZE = 256 * 1024
+READ_SIZE = 1024 * 1024
 #: Frames shorter than this are kept whole: streaming them buys nothing.
 STREAM_MIN = 64 * 1024
 #: Most bytes kept of a streamed frame outside its image (FlatBuffers tables,

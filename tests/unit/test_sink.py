@@ -8,9 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from twisted.internet.defer import Deferred
+from twisted.python.threadpool import ThreadPool
+
+import imagecatcher.sink
 from imagecatcher.fsio import DirSyncer
 from imagecatcher.sink import (
     BATCH_BYTES,
+    IDLE_BATCH_BYTES,
     MAX_PENDING,
     SinkFactory,
     TooLarge,
@@ -32,6 +37,35 @@ class Pausable:
     def resumeProducing(self) -> None:  # noqa: N802 - Twisted's name
         """Record a resume."""
         self.events.append("resume")
+
+
+class HeldPool(ThreadPool):
+    """Runs nothing until released: the sink's threads look busy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple[object, object, tuple[object, ...]]] = []
+
+    def callInThreadWithCallback(  # noqa: N802 - Twisted's name
+        self,
+        onResult: object,  # noqa: N803 - Twisted's name
+        func: object,
+        *args: object,
+        **kw: object,
+    ) -> None:
+        self.held.append((onResult, func, args))
+
+    def release(self) -> None:
+        while self.held:
+            on_result, func, args = self.held.pop(0)
+            try:
+                value = func(*args)  # type: ignore[operator]
+            except BaseException as e:
+                if on_result is not None:
+                    on_result(False, e)  # type: ignore[operator]
+            else:
+                if on_result is not None:
+                    on_result(True, value)  # type: ignore[operator]
 
 
 def factory(tmp_path: Path, limit: int | None = None) -> SinkFactory:
@@ -87,37 +121,6 @@ def test_write_errors_surface_at_finish(tmp_path: Path) -> None:
 
 def test_a_producer_is_paused_while_threads_fall_behind(tmp_path: Path) -> None:
     """More than MAX_PENDING bytes waiting pauses the producer; draining resumes it."""
-    from twisted.internet.defer import Deferred
-    from twisted.python.threadpool import ThreadPool
-
-    class HeldPool(ThreadPool):
-        """Runs nothing until released."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.held: list[tuple[object, object, tuple[object, ...]]] = []
-
-        def callInThreadWithCallback(  # noqa: N802 - Twisted's name
-            self,
-            onResult: object,  # noqa: N803 - Twisted's name
-            func: object,
-            *args: object,
-            **kw: object,
-        ) -> None:
-            self.held.append((onResult, func, args))
-
-        def release(self) -> None:
-            while self.held:
-                on_result, func, args = self.held.pop(0)
-                try:
-                    value = func(*args)  # type: ignore[operator]
-                except BaseException as e:
-                    if on_result is not None:
-                        on_result(False, e)  # type: ignore[operator]
-                else:
-                    if on_result is not None:
-                        on_result(True, value)  # type: ignore[operator]
-
     pool = HeldPool()
     sink = SinkFactory(tmp_path / "in", ImmediateReactor(), pool).open()
     producer = Pausable()
@@ -132,6 +135,51 @@ def test_a_producer_is_paused_while_threads_fall_behind(tmp_path: Path) -> None:
     received = result_of(finished)
     assert producer.events == ["pause", "resume"]
     assert received.size == len(chunk) * (MAX_PENDING // BATCH_BYTES + 1)  # type: ignore[attr-defined]
+
+
+def _batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes of each batch the MD5 thread is given, from now on."""
+    sizes: list[int] = []
+    update = imagecatcher.sink._update
+
+    def recording(digest: object, chunks: list[bytes | bytearray | memoryview]) -> None:
+        if getattr(digest, "name", "") == "md5":
+            sizes.append(sum(len(c) for c in chunks))
+        update(digest, chunks)
+
+    monkeypatch.setattr(imagecatcher.sink, "_update", recording)
+    return sizes
+
+
+def test_batches_are_small_while_the_threads_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads with nothing to do get a batch as soon as IDLE_BATCH_BYTES came."""
+    sizes = _batch_sizes(monkeypatch)
+    sink = factory(tmp_path).open()  # its threads finish each job at once
+    for _ in range(4 * IDLE_BATCH_BYTES // 65536):
+        sink.write(os.urandom(65536))
+    run(sink.finish())
+    assert sizes == [IDLE_BATCH_BYTES] * 4
+
+
+def test_batches_grow_while_the_threads_are_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first batch goes early; while it waits, chunks gather up to BATCH_BYTES;
+    the rest goes at finish.  The file holds every byte in order."""
+    sizes = _batch_sizes(monkeypatch)
+    pool = HeldPool()
+    sink = SinkFactory(tmp_path / "in", ImmediateReactor(), pool).open()
+    data = os.urandom(IDLE_BATCH_BYTES + 2 * BATCH_BYTES + 65536)
+    for i in range(0, len(data), 65536):
+        sink.write(data[i : i + 65536])
+    finished: Deferred[object] = Deferred.fromCoroutine(sink.finish())
+    while pool.held:
+        pool.release()
+    received = result_of(finished)
+    assert sizes == [IDLE_BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, 65536]
+    assert received.path.read_bytes() == data  # type: ignore[attr-defined]
 
 
 def test_stale_parts_of_dead_processes_are_removed(tmp_path: Path) -> None:
