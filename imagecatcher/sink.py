@@ -47,6 +47,10 @@ BATCH_BYTES = 1024 * 1024
 #: so that hashing starts early.  While they are busy (one core's MD5 is
 #: slower than a socket) a bigger batch costs no latency.
 IDLE_BATCH_BYTES = 256 * 1024
+#: Bytes asked of a connection's socket per read (twisted.internet.tcp asks
+#: 64 KiB): a tile arrives in a few big chunks, so that the per-chunk work of
+#: both channels stays small beside the hashing.
+SOCKET_READ_BYTES = BATCH_BYTES
 #: Bytes waiting for the threads before the producer is paused.
 MAX_PENDING = 4 * BATCH_BYTES
 #: Written bytes after which the writing thread starts their write-back
@@ -81,6 +85,12 @@ class Received:
     size: int
     md5: bytes
     sha1: bytes
+
+
+def read_big_chunks(transport: object) -> None:
+    """Make ``transport`` (a TCP connection) read SOCKET_READ_BYTES at a time."""
+    if hasattr(transport, "bufferSize"):
+        transport.bufferSize = SOCKET_READ_BYTES
 
 
 def _open_part(directory: Path, serial: int) -> tuple[int, Path]:

@@ -14,6 +14,7 @@ from twisted.python import usage
 from imagecatcher.config import Config, ConfigError
 from imagecatcher.db.pool import DatabaseUnavailable, check_database
 from imagecatcher.dispatch import Dispatcher, DispatchReceiver
+from imagecatcher.memory import keep_freed_memory
 from imagecatcher.metrics import (
     Metrics,
     multiprocess_directory,
@@ -127,6 +128,8 @@ def makeService(options: Options) -> IService:
         die_with_parent(options["supervisor-pid"])
     for text in plan.warnings:
         log.warn("{text}", text=text)
+    if not keep_freed_memory():
+        log.info("the C library has no mallopt: freed tile buffers go back to it")
     config = options["parsed"]
     # Before prometheus_client is first imported (by Metrics): several
     # workers share their metrics through files, emptied by worker 0.

@@ -43,7 +43,7 @@ from imagecatcher.protocol import (
     encode_response,
     locate_image,
 )
-from imagecatcher.sink import TileSink
+from imagecatcher.sink import TileSink, read_big_chunks
 from imagecatcher.storage import StoreError
 
 log = Logger()
@@ -72,8 +72,6 @@ def _failure_response(acq_id: int) -> TileResponse:
     return TileResponse(acq_id=acq_id, status=1, system_status=int(QueueColour.RED))
 
 
-#: Bytes asked of the socket per read.
-READ_SIZE = 1024 * 1024
 #: Frames shorter than this are kept whole: streaming them buys nothing.
 STREAM_MIN = 64 * 1024
 #: Most bytes kept of a streamed frame outside its image (FlatBuffers tables,
@@ -184,9 +182,7 @@ class TileProtocol(Protocol, TimeoutMixin):
         self._boundary_lost = False
 
     def connectionMade(self) -> None:
-        # Bigger reads: fewer calls per tile (twisted.internet.tcp reads 64 KiB).
-        if hasattr(self.transport, "bufferSize"):
-            self.transport.bufferSize = READ_SIZE  # type: ignore[union-attr]
+        read_big_chunks(self.transport)
         self._peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.setTimeout(self._idle_timeout or None)
 

@@ -27,7 +27,7 @@ from twisted.web.server import Request, Site
 from imagecatcher.domain import QueueStatus
 from imagecatcher.listen import ConnectionLimit
 from imagecatcher.metrics import Metrics, route_of
-from imagecatcher.sink import Producer, TileSink
+from imagecatcher.sink import Producer, TileSink, read_big_chunks
 from imagecatcher.web.access import CAPTURE_ENDPOINT, AccessPolicy
 from imagecatcher.web.common import BodyTooLarge
 from imagecatcher.web.tilebody import TileBody
@@ -376,10 +376,15 @@ class _WatchedProducer:
 
 
 class CatcherChannel(HTTPChannel):
-    """An HTTP channel that tells its :class:`CatcherSite` when it closes."""
+    """An HTTP channel that reads big chunks (a tile body arrives in few) and
+    tells its :class:`CatcherSite` when it closes."""
 
     #: Called once when the connection is lost (set by the site).
     on_close: Callable[[], None] | None = None
+
+    def connectionMade(self) -> None:
+        read_big_chunks(self.transport)
+        super().connectionMade()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
         try:

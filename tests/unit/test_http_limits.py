@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from imagecatcher.sink import SOCKET_READ_BYTES
 from imagecatcher.web.request import (
     BodyBuffer,
     BodyWatch,
@@ -271,3 +272,19 @@ def test_no_http_connection_limit_by_default() -> None:
     site = CatcherSite(Answer(), reactor=MemoryReactorClock())
     assert all(site.buildProtocol(None) for _ in range(2000))
     assert site.refused == 0 and site.open_connections == 2000
+
+
+class SocketLikeTransport(StringTransport):
+    """A StringTransport with a TCP connection's read size."""
+
+    bufferSize = 65536  # noqa: N815 - twisted.internet.tcp's name
+
+
+def test_a_channel_reads_big_chunks() -> None:
+    """An HTTP connection asks its socket for SOCKET_READ_BYTES per read, not
+    Twisted's 64 KiB: a tile body arrives in a few chunks."""
+    site = CatcherSite(Answer(), reactor=MemoryReactorClock())
+    channel = site.buildProtocol(None)
+    transport = SocketLikeTransport()
+    channel.makeConnection(transport)
+    assert transport.bufferSize == SOCKET_READ_BYTES > 65536

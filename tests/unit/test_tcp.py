@@ -19,7 +19,7 @@ from imagecatcher.protocol import (
     encode_request,
     frame,
 )
-from imagecatcher.sink import TileSink
+from imagecatcher.sink import SOCKET_READ_BYTES, TileSink
 from imagecatcher.tcp import TileFactory, TileProtocol
 
 IMAGE = b"tile bytes" * 8
@@ -353,3 +353,16 @@ def test_a_client_waiting_for_its_answer_is_not_paused() -> None:
     assert handler.started == [1, 2] and transport.producerState == "producing"
     handler.open(2)
     assert [r.acq_id for r in responses(transport)] == [1, 2]
+
+
+def test_a_connection_reads_big_chunks() -> None:
+    """A tile connection asks its socket for SOCKET_READ_BYTES per read, not
+    Twisted's 64 KiB."""
+
+    class SocketLike(StringTransport):
+        bufferSize = 65536  # noqa: N815 - twisted.internet.tcp's name
+
+    proto = TileProtocol(EchoHandler(), 0.0)
+    transport = SocketLike()
+    proto.makeConnection(transport)
+    assert transport.bufferSize == SOCKET_READ_BYTES > 65536
