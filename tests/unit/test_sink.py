@@ -202,25 +202,7 @@ def test_stale_parts_of_dead_processes_are_removed(tmp_path: Path) -> None:
 
 def test_directory_syncs_are_shared_while_one_runs(tmp_path: Path) -> None:
     """Callers arriving during a directory fsync share the next one."""
-    from twisted.python.threadpool import ThreadPool
-
-    class CountingPool(ThreadPool):
-        """Runs calls only when told, to keep a sync 'running'."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.held: list[tuple[object, object, tuple[object, ...]]] = []
-
-        def callInThreadWithCallback(  # noqa: N802 - Twisted's name
-            self,
-            onResult: object,  # noqa: N803 - Twisted's name
-            func: object,
-            *args: object,
-            **kw: object,
-        ) -> None:
-            self.held.append((onResult, func, args))
-
-    pool = CountingPool()
+    pool = HeldPool()
     syncer = DirSyncer(ImmediateReactor(), pool)
     first = syncer.sync(tmp_path)
     later = [syncer.sync(tmp_path) for _ in range(5)]
