@@ -237,3 +237,35 @@ class SyncThreadPool(ThreadPool):
         else:
             if onResult is not None:
                 onResult(True, result)
+
+
+class HeldPool(ThreadPool):
+    """A thread pool whose jobs wait until :meth:`release`: a disk or a CPU
+    that falls behind, so the code under test sees its threads busy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = []
+
+    def callInThreadWithCallback(  # noqa: N802 - Twisted's name
+        self,
+        onResult: Callable[[bool, Any], object] | None,  # noqa: N803
+        func: Callable[..., Any],
+        *args: Any,
+        **kw: Any,
+    ) -> None:
+        """Keep the job for later."""
+        self.held.append((onResult, func, args))
+
+    def release(self) -> None:
+        """Run every job, including those the jobs queue, in order."""
+        while self.held:
+            on_result, func, args = self.held.pop(0)
+            try:
+                result = func(*args)
+            except BaseException:
+                if on_result is not None:
+                    on_result(False, Failure())
+            else:
+                if on_result is not None:
+                    on_result(True, result)

@@ -36,10 +36,9 @@ from imagecatcher.web.access import AccessPolicy
 from imagecatcher.web.app import CatcherAPI
 from imagecatcher.web.request import BodyBuffer, CatcherRequest
 from imagecatcher.web.tilebody import TileBody
-from tests.storefakes import ImmediateReactor, SyncThreadPool, result_of
+from tests.storefakes import HeldPool, ImmediateReactor, SyncThreadPool, result_of
 from tests.unit.test_multipart import BOUNDARY, CTYPE, Field, encode
 from tests.unit.test_pipeline import ACQ, UID, FakeRepository, ThreadlessClock
-from tests.unit.test_tile_body import HeldPool
 
 MAX_TILE = 2 * 1024 * 1024
 NAME = "col0006_row0017_cam1.tif"
@@ -83,7 +82,7 @@ class Daemon:
         for i in range(0, len(raw), piece):
             protocol.dataReceived(raw[i : i + piece])
         if isinstance(self.pool, HeldPool):
-            self.pool.run_all()
+            self.pool.release()
         return parse(transport.value())
 
     def stored(self, name: str = NAME) -> bytes:
@@ -253,7 +252,7 @@ def test_a_slow_disk_pauses_the_connection(tmp_path: Path) -> None:
         states.append(transport.producerState)
     # the sink's pending bytes passed its bound before the body ended
     assert "paused" in states
-    pool.run_all()
+    pool.release()
     answer = parse(transport.value())
     assert answer.status == 200, answer.body
     assert daemon.stored() == data and daemon.leftovers() == []

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from twisted.internet.defer import Deferred
-from twisted.python.threadpool import ThreadPool
 
 import imagecatcher.sink
 from imagecatcher.fsio import DirSyncer
@@ -21,7 +20,7 @@ from imagecatcher.sink import (
     TooLarge,
     remove_stale_parts,
 )
-from tests.storefakes import ImmediateReactor, SyncThreadPool, result_of, run
+from tests.storefakes import HeldPool, ImmediateReactor, SyncThreadPool, result_of, run
 
 
 class Pausable:
@@ -37,35 +36,6 @@ class Pausable:
     def resumeProducing(self) -> None:  # noqa: N802 - Twisted's name
         """Record a resume."""
         self.events.append("resume")
-
-
-class HeldPool(ThreadPool):
-    """Runs nothing until released: the sink's threads look busy."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held: list[tuple[object, object, tuple[object, ...]]] = []
-
-    def callInThreadWithCallback(  # noqa: N802 - Twisted's name
-        self,
-        onResult: object,  # noqa: N803 - Twisted's name
-        func: object,
-        *args: object,
-        **kw: object,
-    ) -> None:
-        self.held.append((onResult, func, args))
-
-    def release(self) -> None:
-        while self.held:
-            on_result, func, args = self.held.pop(0)
-            try:
-                value = func(*args)  # type: ignore[operator]
-            except BaseException as e:
-                if on_result is not None:
-                    on_result(False, e)  # type: ignore[operator]
-            else:
-                if on_result is not None:
-                    on_result(True, value)  # type: ignore[operator]
 
 
 def factory(tmp_path: Path, limit: int | None = None) -> SinkFactory:
@@ -130,8 +100,7 @@ def test_a_producer_is_paused_while_threads_fall_behind(tmp_path: Path) -> None:
         sink.write(chunk)
     assert producer.events == ["pause"]
     finished: Deferred[object] = Deferred.fromCoroutine(sink.finish())
-    while pool.held:
-        pool.release()
+    pool.release()
     received = result_of(finished)
     assert producer.events == ["pause", "resume"]
     assert received.size == len(chunk) * (MAX_PENDING // BATCH_BYTES + 1)  # type: ignore[attr-defined]
@@ -175,8 +144,7 @@ def test_batches_grow_while_the_threads_are_busy(
     for i in range(0, len(data), 65536):
         sink.write(data[i : i + 65536])
     finished: Deferred[object] = Deferred.fromCoroutine(sink.finish())
-    while pool.held:
-        pool.release()
+    pool.release()
     received = result_of(finished)
     assert sizes == [IDLE_BATCH_BYTES, BATCH_BYTES, BATCH_BYTES, 65536]
     assert received.path.read_bytes() == data  # type: ignore[attr-defined]
@@ -208,11 +176,11 @@ def test_directory_syncs_are_shared_while_one_runs(tmp_path: Path) -> None:
     later = [syncer.sync(tmp_path) for _ in range(5)]
     assert syncer.syncs == 1 and len(pool.held) == 1
     on_result, func, args = pool.held.pop(0)
-    on_result(True, func(*args))  # type: ignore[operator]
+    on_result(True, func(*args))
     assert result_of(first) is None and not any(d.called for d in later)
     assert syncer.syncs == 2 and len(pool.held) == 1
     on_result, func, args = pool.held.pop(0)
-    on_result(True, func(*args))  # type: ignore[operator]
+    on_result(True, func(*args))
     assert all(result_of(d) is None for d in later) and syncer.syncs == 2
 
 

@@ -8,56 +8,29 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from imagecatcher.sink import BATCH_BYTES, MAX_PENDING, SinkFactory, TileSink
 from imagecatcher.web.tilebody import FIELD_BYTES, TileBody
-from tests.storefakes import ImmediateReactor, SyncThreadPool, result_of, run
+from tests.storefakes import (
+    HeldPool,
+    ImmediateReactor,
+    SyncThreadPool,
+    result_of,
+    run,
+)
 from tests.unit.test_multipart import BOUNDARY, CTYPE, Field, encode
 
 MAX_TILE = 100_000
 MAX_BODY = MAX_TILE + 1000
 NAME = "col0001_row0002_cam0.tif"
 TILE = b"\r\n--" + BOUNDARY[:-1].encode() + b"\r\n" + os.urandom(300) + b"\r\n--\r"
-
-
-class HeldPool(ThreadPool):
-    """A thread pool whose jobs wait until :meth:`run_all` (a slow disk)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.jobs: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = []
-
-    def callInThreadWithCallback(  # noqa: N802 - Twisted's name
-        self,
-        onResult: Any,  # noqa: N803 - Twisted's name
-        func: Callable[..., Any],
-        *args: Any,
-        **kw: Any,
-    ) -> None:
-        """Keep the job for later."""
-        self.jobs.append((onResult, func, args))
-
-    def run_all(self) -> None:
-        """Run every job, including those the jobs queue."""
-        while self.jobs:
-            on_result, func, args = self.jobs.pop(0)
-            try:
-                result = func(*args)
-            except BaseException:
-                if on_result is not None:
-                    on_result(False, Failure())
-            else:
-                if on_result is not None:
-                    on_result(True, result)
 
 
 class Pausable:
@@ -364,15 +337,15 @@ def test_a_slow_disk_pauses_the_client(tmp_path: Path) -> None:
         sent += 65536
         assert sent <= MAX_PENDING + 2 * BATCH_BYTES, "never paused"
     assert producer.events == ["pause"]
-    pool.run_all()
+    pool.release()
     assert producer.events == ["pause", "resume"]
     sink = body.take()
     assert sink is not None
     finished = Deferred.fromCoroutine(sink.finish())
-    pool.run_all()
+    pool.release()
     received = result_of(finished)
     assert received.size == sent and received.path.read_bytes() == b"z" * sent
     discarded = Deferred.fromCoroutine(sink.discard())
-    pool.run_all()
+    pool.release()
     result_of(discarded)
     assert sinks.files() == []
